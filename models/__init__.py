@@ -1,0 +1,1 @@
+"""reelrt.models"""

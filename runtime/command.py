@@ -1,0 +1,94 @@
+"""`reelrt inspect`, `reelrt verify` and `reelrt run`: the runtime's own subcommands."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .bundle import open_bundle, verify_bundle
+from .errors import InputError
+
+
+def inspect(args: argparse.Namespace) -> int:
+    bundle = open_bundle(args.bundle, verify="never")
+    try:
+        verify_bundle(args.bundle)
+        state = "ok (every artifact matches its size and sha256)"
+    except Exception as e:
+        state = f"FAILED: {e}"
+    print(summarize(bundle, state))
+    return 0 if state.startswith("ok") else 1
+
+
+def summarize(bundle, checksums: str) -> str:
+    m = bundle.manifest
+    lines = [f"bundle      {bundle.root}",
+             f"family      {m.family} ({m.task}), precision {m.precision}, format v{m.format_version}",
+             f"target      {_target(m.target)}"]
+    for kind, specs in (("input", m.inputs), ("output", m.outputs)):
+        for s in specs:
+            lines.append(f"{kind:<11} {s.name}: {s.dtype}[{', '.join(str(d) for d in s.shape)}]")
+    if m.preprocessing:
+        lines.append("preprocess  " + ", ".join(f"{k}={v}" for k, v in m.preprocessing.items()))
+    if m.labels:
+        shown = ", ".join(m.labels[:8]) + (f", ... ({len(m.labels)} in all)" if len(m.labels) > 8 else "")
+        lines.append(f"labels      {shown}")
+    if m.generation:
+        lines.append("generation  " + ", ".join(f"{k}={v}" for k, v in m.generation.items()))
+    if m.validation:
+        lines.append("validation  " + ", ".join(f"{k}={v}" for k, v in m.validation.items() if not isinstance(v, (dict, list))))
+    prov = m.provenance
+    if prov:
+        lines.append("provenance  " + ", ".join(f"{k}={v}" for k, v in prov.items() if not isinstance(v, (dict, list))))
+    total = sum(a.size for a in m.artifacts.values())
+    lines.append(f"artifacts   {len(m.artifacts)} files, {total / 1e6:.1f} MB")
+    for a in sorted(m.artifacts.values(), key=lambda a: a.path):
+        lines.append(f"  {a.path:<32} {a.size / 1e6:>9.2f} MB  sha256 {a.sha256[:16]}…")
+    lines.append(f"checksums   {checksums}")
+    return "\n".join(lines)
+
+
+def _target(target: dict) -> str:
+    if not target:
+        return "not compiled (ONNX Runtime on the bundle's model)"
+    parts = [f"{target.get('backend', 'onnxruntime')}"]
+    for key in ("precision", "path", "latency_ms", "device"):
+        if key in target:
+            parts.append(f"{key}={target[key]}")
+    return ", ".join(parts)
+
+
+def verify(args: argparse.Namespace) -> int:
+    bundle = verify_bundle(args.bundle)
+    m = bundle.manifest
+    print(f"ok: {bundle.root} ({m.family}/{m.precision}, {len(m.artifacts)} artifacts verified)")
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    from . import load
+    model = load(args.bundle, device=args.device, threads=args.threads)
+    task = model.manifest.task
+    if task == "image-classification":
+        if not args.image:
+            raise InputError("this bundle classifies images: pass --image FILE")
+        for path, result in zip(args.image, model.classify(args.image, top_k=args.top_k or 5)):
+            print(path)
+            for label, prob in result:
+                print(f"  {prob:7.2%}  {label}")
+    elif task == "text-classification":
+        if not args.text:
+            raise InputError("this bundle classifies text: pass --text \"...\"")
+        for text, result in zip(args.text, model.classify(args.text, top_k=args.top_k or 3)):
+            print(text)
+            for label, prob in result:
+                print(f"  {prob:7.2%}  {label}")
+    else:
+        if args.prompt is None:
+            raise InputError("this bundle generates text: pass --prompt \"...\"")
+        sys.stdout.write(args.prompt)
+        for piece in model.stream(args.prompt, max_new_tokens=args.max_new_tokens, temperature=args.temperature,
+                                  top_k=args.top_k, top_p=args.top_p, seed=args.seed):
+            sys.stdout.write(piece)
+            sys.stdout.flush()
+        sys.stdout.write("\n")
+    return 0

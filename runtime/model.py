@@ -1,0 +1,53 @@
+"""The base of every task object: a verified bundle, a backend and checked inputs."""
+from __future__ import annotations
+
+from typing import Mapping
+
+import numpy as np
+
+from .backends import Backend, open_backend
+from .bundle import Bundle
+from .errors import InputError
+from .manifest import TensorSpec
+
+
+class Model:
+    """A loaded bundle. Task classes (ImageClassifier, TextClassifier, TextGenerator) add a
+    friendly face; `run` stays available for callers who bring their own tensors."""
+
+    def __init__(self, bundle: Bundle, device: str = "auto", threads: int | None = None):
+        self.bundle = bundle
+        self.manifest = bundle.manifest
+        self.backend: Backend = open_backend(bundle, device=device, threads=threads)
+
+    def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Run the graph on named arrays after checking them against the manifest."""
+        check_feeds(self.manifest.inputs, feeds)
+        outputs = self.backend.run(feeds)
+        return dict(zip(self.backend.output_names, outputs))
+
+    def __repr__(self) -> str:
+        m = self.manifest
+        return f"{type(self).__name__}({str(self.bundle.root)!r}, {m.family}/{m.precision}, backend={self.backend.name})"
+
+
+def check_feeds(specs: list[TensorSpec], feeds: Mapping[str, np.ndarray]) -> None:
+    """Raise InputError unless feeds match the declared names, dtypes, ranks and fixed dims,
+    and every symbolic dim has one size across all inputs."""
+    expected = {s.name for s in specs}
+    if set(feeds) != expected:
+        raise InputError(f"inputs must be exactly {sorted(expected)}, got {sorted(feeds)}")
+    symbols: dict[str, int] = {}
+    for spec in specs:
+        array = feeds[spec.name]
+        if not isinstance(array, np.ndarray):
+            raise InputError(f"input {spec.name!r} must be a numpy array, got {type(array).__name__}")
+        if array.dtype != np.dtype(spec.dtype):
+            raise InputError(f"input {spec.name!r} must have dtype {spec.dtype}, got {array.dtype}")
+        if array.ndim != len(spec.shape):
+            raise InputError(f"input {spec.name!r} must have rank {len(spec.shape)} {list(spec.shape)}, got shape {array.shape}")
+        for axis, (want, got) in enumerate(zip(spec.shape, array.shape)):
+            if isinstance(want, int) and want != got:
+                raise InputError(f"input {spec.name!r} axis {axis} must be {want}, got {got} (shape {array.shape})")
+            if isinstance(want, str) and symbols.setdefault(want, got) != got:
+                raise InputError(f"dimension {want!r} is {symbols[want]} in one input and {got} in {spec.name!r}")
