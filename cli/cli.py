@@ -40,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     tsub = p.add_subparsers(dest="family", metavar="FAMILY", required=True)
     t = tsub.add_parser("digits", help="small CNN on scikit-learn's handwritten digits (under a minute)")
     t.add_argument("--out", required=True, help="checkpoint file to write (.pt)")
-    t.add_argument("--epochs", type=int, default=30)
+    t.add_argument("--epochs", type=int, default=20)
     t = tsub.add_parser("lstm", help="LSTM text classifier on a CSV of (text,label) rows")
     t.add_argument("--csv", required=True, help="CSV file with a header and columns text,label")
     t.add_argument("--out", required=True, help="checkpoint file to write (.pt)")
