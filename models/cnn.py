@@ -7,10 +7,13 @@ the exporter records in the bundle so the runtime feeds it correctly.
 """
 from __future__ import annotations
 
+import pickle
 from typing import Any
 
 import torch
 from torch import nn
+
+from reelrt.runtime.errors import InputError
 
 IMAGENET_PREPROCESSING: dict[str, Any] = {
     "size": [224, 224],          # model input H, W
@@ -172,8 +175,11 @@ def build(arch: str, checkpoint: str | None = None, seed: int = 0) -> nn.Module:
     torch.manual_seed(seed)
     model = cls(num_classes)
     if checkpoint is not None:
-        state = torch.load(checkpoint, map_location="cpu", weights_only=True)
-        model.load_state_dict(state.get("state_dict", state))
+        try:
+            state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+            model.load_state_dict(state.get("state_dict", state))
+        except (RuntimeError, AttributeError, pickle.UnpicklingError) as e:
+            raise InputError(f"checkpoint {checkpoint} is not a {arch} state_dict: {str(e).splitlines()[0]}") from None
     return model.eval()
 
 

@@ -34,11 +34,7 @@ def to_tensor(frames: np.ndarray) -> np.ndarray:
     """(N, 1, 8, 8) float32 through the runtime's preprocessing."""
     from reelrt.runtime.image import Preprocessor
 
-    pre = Preprocessor(DIGITS_PREPROCESSING)
-    out = np.empty((len(frames), 1, 8, 8), np.float32)
-    for frame, slot in zip(frames, out):
-        pre(frame, False, slot)
-    return out
+    return Preprocessor(DIGITS_PREPROCESSING).batch(frames)
 
 
 def train(epochs: int = 20, seed: int = 0, quiet: bool = False):

@@ -1,0 +1,76 @@
+"""fp16 for any family: weights and arithmetic in half precision, inputs and outputs kept fp32.
+
+Keeping the graph's inputs and outputs fp32 (casts at the edges) means a client feeds the
+same arrays to an fp16 bundle as to an fp32 one, whatever the family. fp16 pays off on
+GPUs (TensorRT, CUDA); on most CPUs ONNX Runtime computes it slower than fp32.
+Validation runs the source and the fp16 graph on the bundle's reference/inputs.npz when it
+has one, else on inputs synthesised from the manifest's specs (symbolic axes of 2, floats
+from a normal distribution, integers 0: a valid token id or index for every family).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+import numpy as np
+
+from reelrt.export.torch_onnx import REFERENCE_INPUTS
+from reelrt.runtime.bundle import Bundle
+from reelrt.runtime.manifest import TensorSpec
+
+
+def quantize_fp16(src: Bundle, args: argparse.Namespace) -> Path:
+    """`reelrt quantize BUNDLE --precision fp16 --out DIR`."""
+    from reelrt.quantize.derive import derive_bundle
+
+    def model_pass(src_model: Path, dst_model: Path) -> dict:
+        convert_fp16(src_model, dst_model)
+        return validate_fp16(src, src_model, dst_model)
+
+    out = derive_bundle(src, args.out, "fp16", model_pass, {"io": "float32", "tool": "onnxconverter-common"})
+    return out
+
+
+def convert_fp16(src_model: Path, dst_model: Path) -> None:
+    import onnx
+    from onnxconverter_common import float16
+
+    model = float16.convert_float_to_float16(onnx.load(str(src_model)), keep_io_types=True)
+    large = model.ByteSize() > (1 << 31) - (1 << 26)
+    onnx.save_model(model, str(dst_model), save_as_external_data=large, location=dst_model.name + ".data")
+
+
+def validate_fp16(src: Bundle, fp32_model: Path, fp16_model: Path) -> dict:
+    """Compare every output of the fp16 graph with the fp32 source; raise ValidationError out of tolerance."""
+    import onnxruntime as ort
+
+    from reelrt.export.validate import check, compare_logits
+
+    if REFERENCE_INPUTS in src.manifest.artifacts:
+        with np.load(src.path(REFERENCE_INPUTS), allow_pickle=False) as ref:
+            feeds, what, top1 = dict(ref), "reference inputs", bool(src.manifest.extra.get("trained"))
+    else:
+        feeds, what, top1 = synthetic_feeds(src.manifest.inputs), "synthetic inputs", False
+    sessions = [ort.InferenceSession(str(m), providers=["CPUExecutionProvider"]) for m in (fp32_model, fp16_model)]
+    reference, candidate = (s.run(None, feeds) for s in sessions)
+    names = [o.name for o in sessions[0].get_outputs()]
+    report = {"reference": "fp32 source bundle (onnxruntime)", "precision": "fp16", "inputs": what,
+              "size_bytes": {"fp32": os.path.getsize(fp32_model), "fp16": os.path.getsize(fp16_model)}}
+    for name, r, c in zip(names, reference, candidate):
+        report[name] = check(compare_logits(r, c), "fp16", f"fp16 output {name!r} on {what}", top1=top1).to_json()
+    print(f"fp16: {report['size_bytes']['fp32'] / 1e6:.2f} MB -> {report['size_bytes']['fp16'] / 1e6:.2f} MB;"
+          f" {names[0]} max |diff| {report[names[0]]['max_abs_diff']:.3g}, top-1 agreement"
+          f" {report[names[0]]['top1_agreement']:.2%} on {what}")
+    return report
+
+
+def synthetic_feeds(specs: list[TensorSpec], symbol_size: int = 2) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(0)
+    feeds = {}
+    for spec in specs:
+        shape = tuple(symbol_size if isinstance(d, str) else d for d in spec.shape)
+        dtype = np.dtype(spec.dtype)
+        feeds[spec.name] = (rng.standard_normal(shape).astype(dtype) if dtype.kind == "f"
+                            else np.ones(shape, dtype) if dtype == np.bool_ else np.zeros(shape, dtype))
+    return feeds

@@ -1,0 +1,217 @@
+"""ImageClassifier: frames, files or encoded bytes in, top-k labels with probabilities out.
+
+Frames arrive the way OpenCV and video decoders hand them over: HxWx3 uint8 BGR (RGB with
+`rgb=True`), HxW grayscale or HxWx4 with alpha. Preprocessing follows the bundle's
+manifest (`preprocessing`: size, resize/crop policy, interpolation, scale, mean/std,
+channel order, NCHW layout). It crops before it resizes, so a 1080p frame costs one
+small resize and colour conversion of the region the model will see, and it writes into
+an input buffer reused from call to call.
+"""
+from __future__ import annotations
+
+import os
+from typing import Any, Iterable, Sequence
+
+import cv2
+import numpy as np
+
+from .bundle import Bundle
+from .errors import BundleError, InputError
+from .model import Model
+
+Prediction = list[tuple[str, float]]
+
+# (channels of the frame, frame is RGB) -> cv2 conversion code, per model channel order
+_CONVERSIONS = {
+    "RGB": {(1, False): cv2.COLOR_GRAY2RGB, (3, False): cv2.COLOR_BGR2RGB, (4, False): cv2.COLOR_BGRA2RGB,
+            (1, True): cv2.COLOR_GRAY2RGB, (3, True): None, (4, True): cv2.COLOR_RGBA2RGB},
+    "BGR": {(1, False): cv2.COLOR_GRAY2BGR, (3, False): None, (4, False): cv2.COLOR_BGRA2BGR,
+            (1, True): cv2.COLOR_GRAY2BGR, (3, True): cv2.COLOR_RGB2BGR, (4, True): cv2.COLOR_RGBA2BGR},
+    "GRAY": {(1, False): None, (3, False): cv2.COLOR_BGR2GRAY, (4, False): cv2.COLOR_BGRA2GRAY,
+             (1, True): None, (3, True): cv2.COLOR_RGB2GRAY, (4, True): cv2.COLOR_RGBA2GRAY},
+}
+_INTERPOLATION = {"area": cv2.INTER_AREA, "linear": cv2.INTER_LINEAR, "cubic": cv2.INTER_CUBIC}
+_MAX_FILE_BYTES = 256 * 1024 * 1024
+
+
+class Preprocessor:
+    """The manifest's preprocessing policy as a function of a frame, writing (C, H, W) float32."""
+
+    def __init__(self, policy: dict[str, Any]):
+        try:
+            self.height, self.width = (int(v) for v in policy["size"])
+            self.order = policy.get("channel_order", "RGB")
+            self.resize = policy.get("resize")
+            self.crop = policy.get("crop", "center" if self.resize else "none")
+            self.interpolation = _INTERPOLATION[policy.get("interpolation", "area")]
+            scale = float(policy.get("scale", 255.0))
+            self.channels = 1 if self.order == "GRAY" else 3
+            mean = np.asarray(policy.get("mean", [0.0] * self.channels), np.float32) * scale
+            std = np.asarray(policy.get("std", [1.0] * self.channels), np.float32) * scale
+        except (KeyError, TypeError, ValueError) as e:
+            raise BundleError(f"manifest preprocessing is malformed ({e!r}): {policy}") from None
+        if self.order not in _CONVERSIONS or policy.get("layout", "NCHW") != "NCHW" or self.crop not in ("center", "none"):
+            raise BundleError(f"unsupported preprocessing {policy}: channel_order RGB/BGR/GRAY, layout NCHW,"
+                              " crop center/none")
+        if mean.shape != (self.channels,) or std.shape != (self.channels,) or not (std > 0).all():
+            raise BundleError(f"preprocessing mean/std must hold {self.channels} values (std > 0): {policy}")
+        self.mean = mean
+        self.inv_std = (1.0 / std).astype(np.float32)
+        self._scratch = np.empty((self.height, self.width, self.channels), np.float32)
+
+    def region(self, h: int, w: int) -> tuple[int, int, int, int]:
+        """The (y0, y1, x0, x1) window of an h x w frame that the model sees."""
+        if self.crop == "none":
+            return 0, h, 0, w
+        scale = float(self.resize) / min(h, w)
+        ch = min(h, max(1, round(self.height / scale)))
+        cw = min(w, max(1, round(self.width / scale)))
+        y0, x0 = (h - ch) // 2, (w - cw) // 2
+        return y0, y0 + ch, x0, x0 + cw
+
+    def batch(self, frames: Sequence[np.ndarray], rgb: bool = False) -> np.ndarray:
+        """A new (N, C, H, W) float32 array from uint8 frames (for datasets, not the hot path)."""
+        out = np.empty((len(frames), self.channels, self.height, self.width), np.float32)
+        for frame, slot in zip(frames, out):
+            self(check_frame(frame), rgb, slot)
+        return out
+
+    def __call__(self, frame: np.ndarray, rgb: bool, out: np.ndarray) -> None:
+        y0, y1, x0, x1 = self.region(*frame.shape[:2])
+        window = frame[y0:y1, x0:x1]
+        if window.shape[:2] != (self.height, self.width):
+            shrinking = window.shape[0] >= self.height and window.shape[1] >= self.width
+            window = cv2.resize(window, (self.width, self.height),
+                                interpolation=self.interpolation if shrinking else cv2.INTER_LINEAR)
+        channels = 1 if window.ndim == 2 else window.shape[2]
+        code = _CONVERSIONS[self.order][(channels, rgb)]
+        if code is not None:
+            window = cv2.cvtColor(window, code)
+        window = window.reshape(self.height, self.width, self.channels)
+        np.subtract(window, self.mean, out=self._scratch, dtype=np.float32)
+        np.multiply(self._scratch, self.inv_std, out=self._scratch)
+        out[...] = self._scratch.transpose(2, 0, 1)
+
+
+class ImageClassifier(Model):
+    """Classify images with a CNN bundle.
+
+    clf.classify(frame)                  -> [(label, prob), ...] for one image
+    clf.classify([f1, "a.jpg", png])     -> one such list per image
+    clf.classify(frames_nhwc)            -> a uint8 (N, H, W, C) array is a batch
+    """
+
+    def __init__(self, bundle: Bundle, device: str = "auto", threads: int | None = None):
+        super().__init__(bundle, device=device, threads=threads)
+        m = self.manifest
+        if len(m.inputs) != 1 or len(m.outputs) < 1:
+            raise BundleError("an image classifier bundle has one input and a logits output")
+        self.input_name = m.inputs[0].name
+        self.output_name = m.outputs[0].name
+        self.preprocess = Preprocessor(m.preprocessing)
+        self.labels = m.labels
+        self._buffer = np.empty((0, self.preprocess.channels, self.preprocess.height, self.preprocess.width), np.float32)
+
+    def classify(self, images: Any, top_k: int = 5, rgb: bool = False) -> Prediction | list[Prediction]:
+        """Top-k (label, probability) per image; one list for one image, a list of lists for a batch."""
+        if not isinstance(top_k, int) or isinstance(top_k, bool) or top_k < 1:
+            raise InputError(f"top_k must be a positive int, got {top_k!r}")
+        single, items = _as_items(images)
+        probs = _softmax(self.logits(items, rgb=rgb))
+        k = min(top_k, probs.shape[1])
+        results = []
+        for row in probs:
+            best = np.argsort(-row, kind="stable")[:k]
+            results.append([(self._label(int(i)), float(row[i])) for i in best])
+        return results[0] if single else results
+
+    def logits(self, images: Any, rgb: bool = False) -> np.ndarray:
+        """Raw (N, classes) logits for one image or a batch, preprocessed as the manifest says."""
+        _, items = _as_items(images)
+        batch = self._batch(len(items))
+        for i, item in enumerate(items):
+            # rgb describes caller frames; decoded files and bytes are BGR, as OpenCV decodes them
+            self.preprocess(load_frame(item, self.preprocess.channels), rgb and isinstance(item, np.ndarray), batch[i])
+        return self.run({self.input_name: batch})[self.output_name]
+
+    def _batch(self, n: int) -> np.ndarray:
+        if self._buffer.shape[0] < n:
+            self._buffer = np.empty((n, *self._buffer.shape[1:]), np.float32)
+        return self._buffer[:n]
+
+    def _label(self, index: int) -> str:
+        return self.labels[index] if index < len(self.labels) else str(index)
+
+
+def _as_items(images: Any) -> tuple[bool, Sequence[Any]]:
+    """(was it a single image, the images as a sequence)."""
+    if isinstance(images, np.ndarray):
+        if images.ndim == 4:
+            if images.shape[0] == 0:
+                raise InputError("the batch of frames is empty (shape %s)" % (images.shape,))
+            return False, list(images)
+        return True, [images]
+    if isinstance(images, (str, os.PathLike, bytes, bytearray, memoryview)):
+        return True, [images]
+    if isinstance(images, Iterable):
+        items = list(images)
+        if not items:
+            raise InputError("no images given (an empty list)")
+        return False, items
+    raise InputError(f"cannot classify a {type(images).__name__}: pass a uint8 frame, a file path, encoded"
+                     " image bytes, or a list of these")
+
+
+def load_frame(item: Any, channels: int) -> np.ndarray:
+    """A uint8 HxW or HxWxC frame from an array, a file path or encoded bytes; InputError otherwise."""
+    if isinstance(item, np.ndarray):
+        return check_frame(item)
+    flag = cv2.IMREAD_GRAYSCALE if channels == 1 else cv2.IMREAD_COLOR
+    if isinstance(item, (bytes, bytearray, memoryview)):
+        data = np.frombuffer(item, np.uint8)
+        what = "the image bytes"
+    elif isinstance(item, (str, os.PathLike)):
+        data = _read_file(os.fspath(item))
+        what = f"image file {os.fspath(item)!r}"
+    else:
+        raise InputError(f"cannot read an image from a {type(item).__name__}")
+    if data.size == 0:
+        raise InputError(f"{what} is empty")
+    frame = cv2.imdecode(data, flag)
+    if frame is None:
+        raise InputError(f"{what} could not be decoded: corrupt, truncated or not an image format OpenCV reads")
+    return frame
+
+
+def check_frame(frame: np.ndarray) -> np.ndarray:
+    if frame.dtype != np.uint8:
+        raise InputError(f"frames must be uint8 (as OpenCV and video decoders give them), got {frame.dtype}")
+    if frame.ndim not in (2, 3):
+        raise InputError(f"a frame must be HxW or HxWxC, got shape {frame.shape}")
+    if frame.ndim == 3 and frame.shape[2] not in (1, 3, 4):
+        raise InputError(f"a frame must have 1, 3 or 4 channels, got {frame.shape[2]} (shape {frame.shape})")
+    if frame.size == 0:
+        raise InputError(f"the frame is empty (shape {frame.shape})")
+    if frame.ndim == 3 and frame.shape[2] == 1:
+        frame = frame[:, :, 0]
+    return frame
+
+
+def _read_file(path: str) -> np.ndarray:
+    try:
+        size = os.path.getsize(path)
+        if size > _MAX_FILE_BYTES:
+            raise InputError(f"image file {path!r} is {size} bytes, over the {_MAX_FILE_BYTES}-byte limit")
+        return np.fromfile(path, np.uint8)
+    except FileNotFoundError:
+        raise InputError(f"image file {path!r} does not exist") from None
+    except IsADirectoryError:
+        raise InputError(f"{path!r} is a directory, not an image file") from None
+    except OSError as e:
+        raise InputError(f"cannot read image file {path!r}: {e.strerror or e}") from None
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    z = logits.astype(np.float64) - logits.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
