@@ -19,7 +19,7 @@ IMAGENET_PREPROCESSING: dict[str, Any] = {
     "size": [224, 224],          # model input H, W
     "resize": 256,               # shorter side is scaled to this, then the centre size[] is cropped
     "crop": "center",
-    "interpolation": "area",
+    "interpolation": "linear",   # area filtering costs more than the model on a 1080p frame
     "mean": [0.485, 0.456, 0.406],
     "std": [0.229, 0.224, 0.225],
     "scale": 255.0,              # pixels are divided by this before mean/std

@@ -5,7 +5,9 @@ Frames arrive the way OpenCV and video decoders hand them over: HxWx3 uint8 BGR 
 manifest (`preprocessing`: size, resize/crop policy, interpolation, scale, mean/std,
 channel order, NCHW layout). It crops before it resizes, so a 1080p frame costs one
 small resize and colour conversion of the region the model will see, and it writes into
-an input buffer reused from call to call.
+an input buffer reused from call to call. Interpolation "linear" is the ImageNet models'
+default: on this machine OpenCV's area filter took 5 ms to shrink the 945x945 centre of a
+1080p frame to 224x224, bilinear 0.12 ms, against a model that runs in 2-4 ms.
 """
 from __future__ import annotations
 
@@ -55,9 +57,8 @@ class Preprocessor:
                               " crop center/none")
         if mean.shape != (self.channels,) or std.shape != (self.channels,) or not (std > 0).all():
             raise BundleError(f"preprocessing mean/std must hold {self.channels} values (std > 0): {policy}")
-        self.mean = mean
-        self.inv_std = (1.0 / std).astype(np.float32)
-        self._scratch = np.empty((self.height, self.width, self.channels), np.float32)
+        self.mean = mean.reshape(-1, 1, 1)
+        self.inv_std = (1.0 / std).astype(np.float32).reshape(-1, 1, 1)
 
     def region(self, h: int, w: int) -> tuple[int, int, int, int]:
         """The (y0, y1, x0, x1) window of an h x w frame that the model sees."""
@@ -87,10 +88,9 @@ class Preprocessor:
         code = _CONVERSIONS[self.order][(channels, rgb)]
         if code is not None:
             window = cv2.cvtColor(window, code)
-        window = window.reshape(self.height, self.width, self.channels)
-        np.subtract(window, self.mean, out=self._scratch, dtype=np.float32)
-        np.multiply(self._scratch, self.inv_std, out=self._scratch)
-        out[...] = self._scratch.transpose(2, 0, 1)
+        chw = window.reshape(self.height, self.width, self.channels).transpose(2, 0, 1)
+        np.subtract(chw, self.mean, out=out, dtype=np.float32)
+        np.multiply(out, self.inv_std, out=out)
 
 
 class ImageClassifier(Model):

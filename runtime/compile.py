@@ -1,0 +1,182 @@
+"""`reelrt compile`: measure the builds this device offers and record the fastest one allowed.
+
+`--target cpu` (here): the candidates are ONNX Runtime on the bundle's graph, and, when
+OpenVINO is installed, OpenVINO at f32 and (on CPUs with bf16 units) with a bf16
+inference-precision hint. On an int8 (QDQ) bundle every candidate runs the int8 graph;
+the hint then governs only what is left in float. `--target tensorrt` is served by
+reelrt.runtime.tensorrt.
+
+Accuracy budget: each bundle's manifest.extra["accuracy_budget"][precision] holds
+`max_relative_diff` (the largest max-abs logit difference, relative to the reference's
+logit range) and `min_top1_agreement` (null where the weights are random and agreement
+means nothing); bundles without one get DEFAULT_BUDGET. A candidate is compared with
+ONNX Runtime on the bundle's own graph (the reference every stage validated against) on
+the bundle's reference/inputs.npz, and only candidates within budget compete on speed.
+The winner goes into manifest.target with every candidate's figures; the bundle is
+rewritten through BundleWriter (in place, or to --out), so the swap is atomic.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import platform
+import shutil
+import statistics
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .backends import _opener
+from .bundle import Bundle, BundleWriter, open_bundle
+from .errors import BackendUnavailableError
+from .session import physical_cores
+
+REFERENCE_INPUTS = "reference/inputs.npz"
+DEFAULT_BUDGET = {
+    "fp32": {"max_relative_diff": 0.02, "min_top1_agreement": 0.99},
+    "fp16": {"max_relative_diff": 0.02, "min_top1_agreement": 0.99},
+    "int8": {"max_relative_diff": 0.10, "min_top1_agreement": 0.95},
+    "int4": {"max_relative_diff": 0.10, "min_top1_agreement": 0.95},
+    "mixed": {"max_relative_diff": 0.10, "min_top1_agreement": 0.95},
+}
+TENSORRT = "reelrt.runtime.tensorrt:compile_bundle"
+
+
+@dataclass
+class Candidate:
+    backend: str
+    inference_precision: str
+    latency_ms: float | None = None
+    relative_diff: float | None = None
+    top1_agreement: float | None = None
+    within_budget: bool = False
+    note: str = ""
+    times: list[float] = field(default_factory=list, repr=False)
+
+    def label(self, precision: str) -> str:
+        """'onnxruntime int8', 'openvino fp32 as bf16', 'openvino int8 (float parts bf16)'."""
+        if self.backend == "onnxruntime":
+            return f"onnxruntime {precision}"
+        if precision in ("fp32", "fp16"):
+            return f"openvino {precision} as {self.inference_precision}"
+        return f"openvino {precision} (float parts {self.inference_precision})"
+
+
+def main(args: argparse.Namespace) -> int:
+    if args.target == "tensorrt":
+        module, func = TENSORRT.split(":")
+        return getattr(importlib.import_module(module), func)(args.bundle, args) or 0
+    out = compile_cpu(args.bundle, out=args.out)
+    print(f"wrote {out}")
+    return 0
+
+
+def compile_cpu(path: str | Path, out: str | Path | None = None, threads: int | None = None,
+                seconds: float = 3.0, verbose: bool = True) -> Path:
+    """Measure every CPU candidate on this machine; write the bundle with the winner as its target."""
+    bundle = open_bundle(path)
+    threads = threads or physical_cores()
+    feeds = reference_feeds(bundle)
+    budget = bundle.manifest.extra.get("accuracy_budget", {}).get(bundle.manifest.precision) \
+        or DEFAULT_BUDGET[bundle.manifest.precision]
+    candidates, steps = [], []
+    reference = None
+    for cand in cpu_candidates():
+        try:
+            backend = _opener(cand.backend)(bundle, bundle.manifest.model, "cpu", threads,
+                                            {"inference_precision": cand.inference_precision})
+        except BackendUnavailableError as e:
+            cand.note = str(e)
+            candidates.append(cand)
+            continue
+        output = backend.run(feeds)[0]
+        reference = output if reference is None else reference  # ONNX Runtime comes first
+        cand.relative_diff, cand.top1_agreement = _compare(reference, output)
+        cand.within_budget = cand.relative_diff <= budget["max_relative_diff"] and (
+            budget.get("min_top1_agreement") is None or cand.top1_agreement >= budget["min_top1_agreement"])
+        single = {k: v[:1] for k, v in feeds.items()}
+        steps.append((cand, lambda b=backend, f=single: b.run(f)))
+        candidates.append(cand)
+    _time_interleaved(steps, seconds)
+    allowed = [c for c in candidates if c.within_budget and c.latency_ms is not None]
+    best = min(allowed, key=lambda c: c.latency_ms)
+    if verbose:
+        for c in candidates:
+            mark = "->" if c is best else "  "
+            if c.latency_ms is None:
+                print(f"{mark} {c.label(bundle.manifest.precision):<36} unavailable: {c.note}")
+            else:
+                print(f"{mark} {c.label(bundle.manifest.precision):<36} {c.latency_ms:7.2f} ms  diff {c.relative_diff:.2%} of logit range,"
+                      f" top-1 {c.top1_agreement:.0%}{'' if c.within_budget else '  (over budget)'}")
+    target = {"backend": best.backend, "path": bundle.manifest.model, "precision": bundle.manifest.precision,
+              "inference_precision": best.inference_precision, "latency_ms": round(best.latency_ms, 3),
+              "device": cpu_name(), "threads": threads, "budget": budget,
+              "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+              "candidates": [{k: v for k, v in asdict(c).items() if k != "times"} for c in candidates]}
+    return write_target(bundle, target, out)
+
+
+def cpu_candidates() -> list[Candidate]:
+    """ONNX Runtime first (it is the reference), then OpenVINO's builds."""
+    return [Candidate("onnxruntime", "f32"), Candidate("openvino", "f32"), Candidate("openvino", "bf16")]
+
+
+def reference_feeds(bundle: Bundle) -> dict[str, np.ndarray]:
+    """The bundle's reference inputs, or standard-normal inputs at batch 2 when it has none."""
+    if REFERENCE_INPUTS in bundle.manifest.artifacts:
+        with np.load(bundle.path(REFERENCE_INPUTS), allow_pickle=False) as ref:
+            return {k: np.ascontiguousarray(v) for k, v in ref.items()}
+    rng = np.random.default_rng(0)
+    return {s.name: rng.standard_normal(tuple(2 if isinstance(d, str) else d for d in s.shape)).astype(s.dtype)
+            for s in bundle.manifest.inputs}
+
+
+def write_target(bundle: Bundle, target: dict, out: str | Path | None) -> Path:
+    """Copy the bundle with manifest.target replaced, atomically, to `out` or over itself."""
+    with BundleWriter(out or bundle.root) as w:
+        for rel in bundle.manifest.artifacts:
+            (w.dir / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(bundle.root / rel, w.dir / rel)
+        manifest = bundle.manifest
+        manifest.target = target
+        return w.commit(manifest)
+
+
+def cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _compare(reference: np.ndarray, candidate: np.ndarray) -> tuple[float, float]:
+    """(max abs difference over the reference's logit range, top-1 agreement)."""
+    reference = reference.astype(np.float64)
+    candidate = candidate.astype(np.float64)
+    if reference.shape != candidate.shape or not np.isfinite(candidate).all():
+        return float("inf"), 0.0
+    scale = float(np.ptp(reference)) or 1.0
+    return float(np.abs(reference - candidate).max()) / scale, float((reference.argmax(-1) == candidate.argmax(-1)).mean())
+
+
+def _time_interleaved(steps: list, seconds: float) -> None:
+    """Batch-1 latency of each step, A B C A B C..., for about `seconds` in all."""
+    for _, step in steps:
+        for _ in range(3):
+            step()
+    deadline = time.perf_counter() + seconds
+    rounds = 0
+    while rounds < 10 or (time.perf_counter() < deadline and rounds < 500):
+        for cand, step in steps:
+            t0 = time.perf_counter()
+            step()
+            cand.times.append((time.perf_counter() - t0) * 1e3)
+        rounds += 1
+    for cand, _ in steps:
+        cand.latency_ms = statistics.median(cand.times)
