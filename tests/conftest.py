@@ -54,3 +54,32 @@ def _private_cache(tmp_path_factory, monkeypatch):
 @pytest.fixture
 def tiny_bundle(tmp_path) -> Path:
     return make_tiny_bundle(tmp_path / "tiny")
+
+
+def make_tiny_cnn_bundle(out: Path, channel_order: str = "RGB") -> Path:
+    """A real exported CNN (Conv, BatchNorm, ReLU, pooling, Linear) on 16x16 frames, 4 classes."""
+    import torch
+    from torch import nn
+
+    from reelrt.export.cnn import export_image_classifier
+
+    channels = 1 if channel_order == "GRAY" else 3
+    torch.manual_seed(0)
+    module = nn.Sequential(nn.Conv2d(channels, 8, 3, padding=1, bias=False), nn.BatchNorm2d(8), nn.ReLU(),
+                           nn.MaxPool2d(2), nn.Conv2d(8, 8, 3, padding=1), nn.ReLU(),
+                           nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 4)).eval()
+    with torch.no_grad():  # non-trivial BatchNorm statistics, so folding is really exercised
+        module[1].running_mean.uniform_(-0.5, 0.5)
+        module[1].running_var.uniform_(0.5, 2.0)
+    policy = {"size": [16, 16], "resize": 18, "crop": "center", "interpolation": "area", "mean": [0.5] * channels,
+              "std": [0.25] * channels, "scale": 255.0, "channel_order": channel_order, "layout": "NCHW"}
+    frames = np.random.default_rng(1).integers(0, 256, (6, 24, 32, 3), dtype=np.uint8)
+    from reelrt.runtime.image import Preprocessor
+    pixels = Preprocessor(policy).batch(list(frames))
+    return export_image_classifier(module, pixels, out, policy, ["cat", "dog", "car", "tree"],
+                                   {"arch": "tiny", "trained": False}, source="tests", top1=False)
+
+
+@pytest.fixture(scope="session")
+def tiny_cnn_bundle(tmp_path_factory) -> Path:
+    return make_tiny_cnn_bundle(tmp_path_factory.mktemp("cnn") / "tiny-cnn")
