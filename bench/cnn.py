@@ -1,0 +1,261 @@
+"""CNN rows for `reelrt bench` and `reelrt demo` (see the benchmark contract in bench/).
+
+Workloads per architecture: "<arch> batch 1" (latency), "<arch> batch 8" (throughput,
+reported as images/s), and "<arch> 1080p frame" (a 1920x1080 BGR frame to top-5 labels,
+reelrt only: it is compared with the same bundle's batch-1 latency). Peers run the same
+architecture (weights do not change the time) on the same thread count: PyTorch eager,
+ONNX Runtime with default settings on a naive export (torch's TorchScript exporter),
+OpenCV DNN on that file, and OpenVINO on it with its defaults (bf16 on CPUs that have it).
+"""
+from __future__ import annotations
+
+import importlib.util
+import time
+from pathlib import Path
+
+import numpy as np
+
+from reelrt.bench.harness import Step, System
+from reelrt.runtime.bundle import Bundle
+
+PEERS = ("pytorch", "ort-naive", "opencv-dnn", "openvino")
+NOT_APPLICABLE = {"optimum": "Optimum has no image-classification export for these plain-torch CNNs",
+                  "llama.cpp": "llama.cpp runs language models, not CNNs"}
+_PEER_MODULES = {"pytorch": "torch", "ort-naive": "onnxruntime", "opencv-dnn": "cv2", "openvino": "openvino"}
+# (channels, side) of models.cnn's architectures, repeated here so peers' child processes need no torch
+_ARCH_INPUTS = {"mobilenetv2": (3, 224), "resnet18": (3, 224), "digits": (1, 8)}
+
+
+def systems(bundles: list[Bundle], peers: set[str] | None, threads: int) -> tuple[list[System], dict[str, str]]:
+    """reelrt rows for each bundle, then one set of peer rows per architecture."""
+    rows: list[System] = []
+    skipped: dict[str, str] = {p: why for p, why in NOT_APPLICABLE.items() if peers is None or p in peers}
+    archs: dict[str, tuple[int, int]] = {}
+    for bundle in bundles:
+        m = bundle.manifest
+        arch = m.extra.get("arch", bundle.root.name)
+        name = f"reelrt {m.precision} ({_backend_label(m.target)})"
+        size = sum(a.size for p, a in m.artifacts.items() if p == m.model or p.startswith(m.model + "."))
+        for batch in (1, 8):
+            rows.append(System(name, f"{arch} batch {batch}", "reelrt.bench.cnn:reelrt_step",
+                               {"bundle": str(bundle.root), "batch": batch, "threads": threads}, True, size))
+        rows.append(System(name, f"{arch} 1080p frame", "reelrt.bench.cnn:reelrt_frame_step",
+                           {"bundle": str(bundle.root), "threads": threads}, True, size))
+        if arch in _ARCH_INPUTS:
+            archs[arch] = _ARCH_INPUTS[arch]
+        else:
+            skipped.update({p: f"{arch}: no PyTorch architecture recorded in the bundle" for p in PEERS})
+    wanted = [p for p in PEERS if peers is None or p in peers]
+    for peer in wanted:
+        if importlib.util.find_spec(_PEER_MODULES[peer]) is None:
+            skipped[peer] = f"{_PEER_MODULES[peer]} is not installed"
+            continue
+        for arch in archs:
+            if peer != "pytorch":
+                naive_onnx(arch)   # exported here, once, so no peer's child process loads torch
+            for batch in (1, 8):
+                rows.append(System(peer, f"{arch} batch {batch}", f"reelrt.bench.cnn:{peer.replace('-', '_')}_step",
+                                   {"arch": arch, "batch": batch, "threads": threads}, False,
+                                   _peer_size(peer, arch)))
+    return rows, skipped
+
+
+# ---- steps (factories return a zero-argument callable; the harness times it) --------------
+
+def reelrt_step(bundle: str, batch: int, threads: int) -> Step:
+    from reelrt.runtime import load
+
+    model = load(bundle, device="cpu", threads=threads)
+    spec = model.manifest.inputs[0]
+    feeds = {spec.name: _pixels(batch, spec.shape[1], spec.shape[2])}
+    return _throughput(lambda: model.run(feeds), batch)
+
+
+def reelrt_frame_step(bundle: str, threads: int) -> Step:
+    from reelrt.runtime import load
+
+    model = load(bundle, device="cpu", threads=threads)
+    frame = hd_frame()
+
+    def step() -> None:
+        model.classify(frame, top_k=5)
+    return step
+
+
+def pytorch_step(arch: str, batch: int, threads: int) -> Step:
+    import torch
+
+    from reelrt.models.cnn import build
+
+    torch.set_num_threads(threads)
+    model = build(arch)
+    channels, size = _input_shape(arch)
+    x = torch.from_numpy(_pixels(batch, channels, size))
+
+    def step():
+        with torch.inference_mode():
+            model(x)
+    return _throughput(step, batch)
+
+
+def ort_naive_step(arch: str, batch: int, threads: int) -> Step:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    session = ort.InferenceSession(str(naive_onnx(arch)), options, providers=["CPUExecutionProvider"])
+    feeds = {"pixels": _pixels(batch, *_input_shape(arch))}
+    return _throughput(lambda: session.run(None, feeds), batch)
+
+
+def opencv_dnn_step(arch: str, batch: int, threads: int) -> Step:
+    import cv2
+
+    cv2.setNumThreads(threads)
+    net = cv2.dnn.readNetFromONNX(str(naive_onnx(arch)))
+    x = _pixels(batch, *_input_shape(arch))
+
+    def step():
+        net.setInput(x)
+        net.forward()
+    return _throughput(step, batch)
+
+
+def openvino_step(arch: str, batch: int, threads: int) -> Step:
+    import openvino as ov
+
+    compiled = ov.Core().compile_model(str(naive_onnx(arch)), "CPU",
+                                       {"INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY"})
+    request = compiled.create_infer_request()
+    x = _pixels(batch, *_input_shape(arch))
+    return _throughput(lambda: request.infer({0: x}), batch)
+
+
+# ---- demo and show ------------------------------------------------------------------------
+
+def demo(workdir: Path) -> list[Path]:
+    """Digits (trained here, int8) and MobileNetV2 (random weights, int8), both compiled; reused when valid."""
+    from reelrt.runtime import open_bundle
+    from reelrt.runtime.errors import BundleError
+
+    workdir = Path(workdir)
+    built = []
+    for arch in ("digits", "mobilenetv2"):
+        final = workdir / f"{arch}-int8"
+        try:
+            if open_bundle(final).manifest.target:
+                built.append(final)
+                continue
+        except BundleError:
+            pass
+        built.append(build_demo_bundle(arch, workdir))
+    return built
+
+
+def build_demo_bundle(arch: str, workdir: Path) -> Path:
+    """export (digits: train first) -> int8 -> compile, under workdir."""
+    import argparse
+
+    from reelrt.export.cnn import export_cnn
+    from reelrt.quantize.cnn import quantize_int8
+    from reelrt.runtime import open_bundle
+    from reelrt.runtime.compile import compile_cpu
+
+    checkpoint = None
+    if arch == "digits":
+        import torch
+
+        from reelrt.models.digits import train
+        checkpoint = workdir / "digits.pt"
+        workdir.mkdir(parents=True, exist_ok=True)
+        model, _ = train(quiet=True)
+        torch.save({"state_dict": model.state_dict()}, checkpoint)
+    fp32 = export_cnn(arch, workdir / f"{arch}-fp32", checkpoint)
+    int8 = quantize_int8(open_bundle(fp32), argparse.Namespace(out=workdir / f"{arch}-int8", calibration=None, method=None))
+    return compile_cpu(int8, seconds=1.0)
+
+
+def show(bundle: Path) -> str:
+    """A few lines of the bundle answering: held-out digits, or a 1080p photo frame."""
+    from reelrt.runtime import load
+
+    clf = load(bundle)
+    lines = [f"{Path(bundle).name}: {clf!r}"]
+    if clf.manifest.extra.get("heldout", {}).get("dataset") == "sklearn-digits":
+        from reelrt.models.digits import digits_split
+
+        _, _, frames, labels = digits_split()
+        for frame, label, top in zip(frames[:5], labels[:5], clf.classify(list(frames[:5]), top_k=1)):
+            lines.append(f"  held-out digit {label}: {top[0][0]} ({top[0][1]:.1%})")
+        return "\n".join(lines)
+    frame = hd_frame()
+    t0 = time.perf_counter()
+    top = clf.classify(frame, top_k=3)
+    ms = (time.perf_counter() - t0) * 1e3
+    lines.append(f"  1080p frame -> {', '.join(f'{label} {p:.1%}' for label, p in top)} in {ms:.1f} ms"
+                 + ("" if clf.manifest.extra.get("trained") else "  (random weights: labels are placeholders)"))
+    return "\n".join(lines)
+
+
+# ---- helpers --------------------------------------------------------------------------------
+
+def hd_frame() -> np.ndarray:
+    """A 1920x1080 BGR frame: scikit-learn's sample photo scaled up when available, else noise."""
+    import cv2
+
+    try:
+        from sklearn.datasets import load_sample_image
+        return cv2.resize(load_sample_image("china.jpg")[:, :, ::-1], (1920, 1080), interpolation=cv2.INTER_LINEAR)
+    except ImportError:
+        return np.random.default_rng(0).integers(0, 256, (1080, 1920, 3), dtype=np.uint8)
+
+
+def naive_onnx(arch: str) -> Path:
+    """The peers' model: torch's TorchScript exporter with its defaults, cached per architecture."""
+    from reelrt.runtime.cache import cache_dir
+
+    path = cache_dir("bench", f"{arch}-naive.onnx")
+    if not path.is_file():
+        import torch
+
+        from reelrt.models.cnn import build
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp")
+        channels, size = _input_shape(arch)
+        torch.onnx.export(build(arch), (torch.randn(1, channels, size, size),), str(tmp), dynamo=False,
+                          input_names=["pixels"], output_names=["logits"],
+                          dynamic_axes={"pixels": {0: "batch"}, "logits": {0: "batch"}}, opset_version=17)
+        tmp.replace(path)
+    return path
+
+
+def _input_shape(arch: str) -> tuple[int, int]:
+    return _ARCH_INPUTS[arch]
+
+
+def _peer_size(peer: str, arch: str) -> int | None:
+    from reelrt.runtime.cache import cache_dir
+
+    path = cache_dir("bench", f"{arch}-naive.onnx")
+    return path.stat().st_size if peer != "pytorch" and path.is_file() else None
+
+
+def _pixels(batch: int, channels: int, size: int) -> np.ndarray:
+    return np.random.default_rng(0).standard_normal((batch, channels, size, size)).astype(np.float32)
+
+
+def _throughput(run, batch: int) -> Step:
+    """A step that also reports images/s, measured around the call itself."""
+    def step() -> dict[str, float]:
+        t0 = time.perf_counter()
+        run()
+        return {"images_per_s": batch / (time.perf_counter() - t0)}
+    return step
+
+
+def _backend_label(target: dict) -> str:
+    if not target:
+        return "onnxruntime, not compiled"
+    hint = target.get("inference_precision")
+    return f"{target.get('backend')}{'' if hint in (None, 'f32') else ' ' + hint}"
