@@ -1,0 +1,37 @@
+"""bench/cnn.py: the rows it offers, the peers it skips, and that every factory answers."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from reelrt.bench import cnn
+from reelrt.bench.harness import System, measure
+from reelrt.runtime import open_bundle
+
+
+def test_reelrt_rows_for_every_workload_and_skipped_peers_with_reasons(tiny_cnn_bundle):
+    rows, skipped = cnn.systems([open_bundle(tiny_cnn_bundle)], None, 1)
+    assert {r.workload for r in rows} == {"tiny batch 1", "tiny batch 8", "tiny 1080p frame"}
+    assert all(r.is_reelrt and r.size_bytes > 0 for r in rows)
+    assert set(skipped) == {"pytorch", "ort-naive", "opencv-dnn", "openvino", "optimum", "llama.cpp"}
+    for r in rows:
+        json.dumps(r.kwargs)     # rebuildable in a child process
+    results = measure(rows, warmup=1, iterations=3)
+    batch8 = next(r for r in results if r.system.workload == "tiny batch 8")
+    assert batch8.metrics["images_per_s"].median > 0
+
+
+def test_peer_rows_share_the_workload_and_answer(monkeypatch, tmp_path):
+    pytest.importorskip("openvino")
+    monkeypatch.setenv("REELRT_CACHE_DIR", str(tmp_path))
+    for peer in cnn.PEERS:
+        step = System(peer, "digits batch 1", f"reelrt.bench.cnn:{peer.replace('-', '_')}_step",
+                      {"arch": "digits", "batch": 2, "threads": 1}).build()
+        assert step()["images_per_s"] > 0
+    assert cnn.naive_onnx("digits").is_file()
+
+
+def test_show_answers(tiny_cnn_bundle):
+    text = cnn.show(tiny_cnn_bundle)
+    assert "1080p frame ->" in text and "random weights" in text
