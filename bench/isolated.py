@@ -26,14 +26,17 @@ for p in reversed(json.loads(sys.argv[2])):
     if p not in sys.path:
         sys.path.insert(0, p)
 import time
-from reelrt.bench.harness import System
-spec = json.loads(sys.argv[1])
-step = System(**spec).build()
-step()
-answered = time.time()
-for _ in range(int(sys.argv[3]) - 1):
-    step()
+from reelrt.bench.harness import System, one_line
 from reelrt.bench.isolated import peak_rss_bytes
+try:
+    step = System(**json.loads(sys.argv[1])).build()
+    step()
+    answered = time.time()
+    for _ in range(int(sys.argv[3]) - 1):
+        step()
+except Exception as e:
+    print("REELRT-CHILD " + json.dumps({"error": one_line(e)}), flush=True)
+    sys.exit(1)
 print("REELRT-CHILD " + json.dumps({"answered": answered, "peak_rss_bytes": peak_rss_bytes()}), flush=True)
 """
 
@@ -59,10 +62,10 @@ def measure_isolated(system: System, threads: int, timeout: float = 300.0, steps
     except subprocess.TimeoutExpired:
         return Isolated(error=f"child run took over {timeout:g} s")
     report = next((line for line in reversed(proc.stdout.splitlines()) if line.startswith("REELRT-CHILD ")), None)
-    if proc.returncode != 0 or report is None:
-        lines = (proc.stderr or proc.stdout).strip().splitlines()
-        return Isolated(error=one_line(lines[-1] if lines else f"child exited with status {proc.returncode}"))
-    found = json.loads(report.split(" ", 1)[1])
+    found = json.loads(report.split(" ", 1)[1]) if report else {}
+    if proc.returncode != 0 or "answered" not in found:
+        lines = proc.stderr.strip().splitlines()
+        return Isolated(error=found.get("error") or one_line(lines[-1] if lines else f"child exited with status {proc.returncode}"))
     return Isolated(peak_rss_bytes=found["peak_rss_bytes"], cold_start_ms=(found["answered"] - start) * 1e3)
 
 

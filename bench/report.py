@@ -180,9 +180,11 @@ def plot(data: dict[str, Any], path: Path) -> Path:
         ax.invert_yaxis()
         ax.set_title(workload, fontsize=10, loc="left")
         ax.set_xlabel("latency ms (median, whisker to p90)")
+        ax.margins(x=0.15)
         for i, r in enumerate(rows):
             if r["speedup_vs_baseline"] is not None:
-                ax.annotate(f" {r['speedup_vs_baseline']:.2f}x", (medians[i], i), va="center", fontsize=8)
+                ax.annotate(f"{r['speedup_vs_baseline']:.2f}x", (r["latency_ms"]["p90"], i), xytext=(6, 0),
+                            textcoords="offset points", va="center", fontsize=8)
     if not workloads:
         axes[0, 0].text(0.5, 0.5, "nothing was measured", ha="center", va="center")
     fig.suptitle(f"reelrt bench: {data['machine'].get('cpu')}, {data['machine'].get('threads')} threads "

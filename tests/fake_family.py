@@ -17,7 +17,7 @@ from reelrt.bench.harness import System
 def systems(bundles, peers, threads):
     rows, skipped = [], {}
     for b in bundles:
-        workload = f"tiny {b.root.name} batch 2"
+        workload = f"tiny {b.root.parent.name}/{b.root.name} batch 2"
         rows.append(System(f"reelrt {b.manifest.precision}", workload, "fake_family:reelrt_step",
                            {"bundle": str(b.root), "threads": threads}, is_reelrt=True,
                            size_bytes=b.model_path.stat().st_size, batch=2))
@@ -48,6 +48,23 @@ def generation_step(ms_per_token: float):
     return lambda: {"ttft_ms": 2 * ms_per_token, "decode_ms_per_token": ms_per_token}
 
 
+def allocating_step(mb: int, sleep_s: float = 0.0):
+    """Touches `mb` megabytes at build time (and sleeps), to check what a child run reports."""
+    import time
+
+    held = np.ones(mb * 1024 * 1024 // 8)
+    time.sleep(sleep_s)
+    return lambda: held[0] and None
+
+
+def env_step(path: str):
+    """Writes the thread settings the step sees, to check that a child run inherits them."""
+    import os
+
+    Path(path).write_text(os.environ.get("OMP_NUM_THREADS", ""))
+    return lambda: None
+
+
 def failing_factory():
     raise RuntimeError("this peer cannot start\nsecond line of detail")
 
@@ -62,8 +79,8 @@ def demo(workdir: Path) -> list[Path]:
 
 
 def show(bundle: Path) -> str:
-    from reelrt.runtime import load
+    from reelrt.runtime import Model, open_bundle
 
-    model = load(bundle, device="cpu")
+    model = Model(open_bundle(bundle), device="cpu")  # the task classes belong to the families
     logits = model.run({"pixels": np.ones((1, 3, 4, 4), np.float32)})["logits"][0]
     return f"tiny answers: {model.manifest.labels[int(np.argmax(logits))]}"
