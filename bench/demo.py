@@ -62,7 +62,7 @@ def main(args: argparse.Namespace) -> int:
                                           command="reelrt demo", bandwidth=False)
         failed += bench_failed
         print(markdown(to_json(run), header=False), flush=True)
-        paths = write(run, workdir / "bench")
+        paths = write(run, Path(args.out))
         print(f"reports: {', '.join(str(p) for p in paths.values())}")
     if failed:
         print(f"\nreelrt demo: finished with failures in {', '.join(dict.fromkeys(failed))}")

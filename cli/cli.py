@@ -103,6 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workdir", default=None, help="where demo bundles are built and cached"
                    " (default: $REELRT_DEMO_DIR or bundles/demo)")
     p.add_argument("--seconds", type=float, default=2.0, help="benchmark time budget per system")
+    p.add_argument("--out", default="bench-results/demo", help="directory for the benchmark's JSON, Markdown and PNG")
 
     p = command("inspect", "reelrt.runtime.command:inspect", "summarise what a bundle holds")
     p.add_argument("bundle")

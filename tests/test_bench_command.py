@@ -108,15 +108,15 @@ def test_demo_shows_answers_and_a_table(tmp_path, monkeypatch, capsys):
     for name in ("cnn", "lstm", "gpt2"):
         family(monkeypatch, name, per_family(name))
     monkeypatch.setenv("REELRT_DEMO_DIR", str(tmp_path / "demo"))
-    assert main(["demo", "--seconds", "0.01"]) == 0
+    assert main(["demo", "--seconds", "0.01", "--out", str(tmp_path / "reports")]) == 0
     out = capsys.readouterr().out
     assert out.count("tiny answers:") == 3 and "== gpt2: building the demo bundles" in out
     assert out.count("| **reelrt fp32** |") == 3 and out.count("| pytorch eager |") == 3
     assert "reelrt demo: done" in out
-    assert json.loads((tmp_path / "demo" / "bench" / "results.json").read_text())["command"] == "reelrt demo"
+    assert json.loads((tmp_path / "reports" / "results.json").read_text())["command"] == "reelrt demo"
     # a second run reuses the bundles it built
     built = (tmp_path / "demo" / "cnn" / "tiny-demo" / "manifest.json").stat().st_mtime_ns
-    assert main(["demo", "--seconds", "0.01"]) == 0
+    assert main(["demo", "--seconds", "0.01", "--out", str(tmp_path / "reports")]) == 0
     assert (tmp_path / "demo" / "cnn" / "tiny-demo" / "manifest.json").stat().st_mtime_ns == built
 
 
@@ -127,7 +127,7 @@ def test_demo_goes_on_past_failing_families(tmp_path, monkeypatch, capsys):
     family(monkeypatch, "cnn", per_family("cnn"))
     family(monkeypatch, "lstm", None)
     family(monkeypatch, "gpt2", types.SimpleNamespace(demo=broken_demo))
-    assert main(["demo", "--workdir", str(tmp_path), "--seconds", "0.01"]) == 1
+    assert main(["demo", "--workdir", str(tmp_path), "--seconds", "0.01", "--out", str(tmp_path / "reports")]) == 1
     out = capsys.readouterr().out
     assert "lstm FAILED: FamilyUnavailable: no benchmark module reelrt.bench.lstm" in out
     assert "gpt2 FAILED: RuntimeError: no checkpoint" in out
