@@ -34,13 +34,14 @@ class FamilyUnavailable(ReelrtError):
 
 
 def bench(args: argparse.Namespace) -> int:
+    peers = parse_peers(args.peers)
     threads = args.threads or physical_cores()
     pin_threads(threads)
     bundles = [open_bundle(path) for path in args.bundles]
     iterations, seconds = args.iterations, args.seconds
     if iterations is None and seconds is None:
         iterations, seconds = DEFAULT_ITERATIONS, DEFAULT_SECONDS
-    run, failed = run_benchmark(bundles, parse_peers(args.peers), threads, warmup=args.warmup,
+    run, failed = run_benchmark(bundles, peers, threads, warmup=args.warmup,
                                 iterations=iterations, seconds=seconds, isolated=not args.no_isolated,
                                 command=_command_line(args, threads))
     out = Path(args.out or "bench-results")

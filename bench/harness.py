@@ -41,7 +41,10 @@ def thread_env(threads: int) -> dict[str, str]:
 
 
 def pin_threads(threads: int) -> None:
-    """Cap this process's math libraries at `threads`; call before torch or numpy start work."""
+    """Cap the math libraries this process loads from now on (torch, OpenVINO) at `threads`.
+
+    numpy is loaded already by then; its BLAS pool serves no timed step. Child processes
+    get the same settings from their first instruction (see isolated.py)."""
     os.environ.update(thread_env(threads))
 
 

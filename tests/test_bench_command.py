@@ -93,9 +93,11 @@ def test_a_missing_family_is_reported_not_fatal(tiny_bundle, tmp_path, monkeypat
     assert "cnn: not measured" in capsys.readouterr().err
 
 
-def test_bench_refuses_a_bad_bundle(tmp_path, capsys):
+def test_bench_refuses_bad_arguments(tmp_path, capsys):
     assert main(["bench", str(tmp_path / "nowhere")]) == 2
     assert "not a bundle directory" in capsys.readouterr().err
+    assert main(["bench", str(tmp_path / "nowhere"), "--peers", "pytorch,tflite"]) == 2
+    assert "unknown peer(s) tflite" in capsys.readouterr().err
 
 
 def per_family(name: str):
