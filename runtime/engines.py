@@ -33,6 +33,7 @@ from typing import Any
 
 from .bundle import Bundle, BundleWriter
 from .cache import cache_dir
+from .errors import BundleError
 from .gpu_profiles import Profile, derive_profiles
 
 INDEX = "engines/index.json"
@@ -80,7 +81,10 @@ def read_index(bundle: Bundle) -> list[dict[str, Any]]:
 
 def find_plan(bundle: Bundle, facts: DeviceFacts) -> tuple[Path | None, str]:
     """The plan built for this bundle on this device, or None and the reason there is none."""
-    wanted = engine_fields(bundle, facts)
+    try:
+        wanted = engine_fields(bundle, facts)
+    except BundleError as e:
+        return None, f"no TensorRT profile fits this bundle: {e}"
     key = engine_key(wanted)
     entries = read_index(bundle)
     for entry in entries:

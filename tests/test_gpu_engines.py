@@ -10,6 +10,7 @@ from reelrt.runtime import BundleError, open_bundle
 from reelrt.runtime.bundle import BundleWriter
 from reelrt.runtime.engines import (INDEX, KEY_FIELDS, DeviceFacts, engine_fields, engine_key, find_plan, read_index,
                                     store_plan, timing_cache_path)
+from reelrt.runtime.manifest import TensorSpec
 
 H100 = DeviceFacts("10.13.0.35", "NVIDIA H100 80GB HBM3", "9.0")
 PLAN = b"serialized engine bytes"
@@ -76,6 +77,12 @@ def test_other_precision_or_profiles_find_no_plan(compiled, tmp_path, changes, f
     assert INDEX in changed.manifest.artifacts
     plan, why = find_plan(changed, H100)
     assert plan is None and field in why
+
+
+def test_a_bundle_without_derivable_profiles_finds_no_plan_instead_of_failing(compiled, tmp_path):
+    odd = rewrite(compiled, tmp_path / "odd", inputs=[TensorSpec("pixels", "float32", ("batch", 3, "height", 4))])
+    plan, why = find_plan(odd, H100)
+    assert plan is None and "'height' has no known role" in why
 
 
 def test_a_changed_model_finds_no_plan(compiled, tmp_path):
