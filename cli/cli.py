@@ -92,11 +92,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--peers", default="auto", help="comma-separated peers, 'auto' (all installed) or 'none'")
     p.add_argument("--out", default=None, help="directory for results.json, results.md and results.png")
     p.add_argument("--json", default=None, help="also write the JSON here")
-    p.add_argument("--iterations", type=int, default=None)
+    p.add_argument("--iterations", type=int, default=None,
+                   help="timed rounds (default: 50 rounds or 20 s per system, whichever ends first)")
     p.add_argument("--seconds", type=float, default=None, help="time budget per system instead of iterations")
     p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--warmup", type=int, default=3, help="untimed rounds before measuring")
+    p.add_argument("--no-isolated", action="store_true",
+                   help="skip the per-system child processes that measure peak memory and cold start")
 
-    command("demo", "reelrt.bench.demo:main", "build default bundles, show them answering, print a benchmark table")
+    p = command("demo", "reelrt.bench.demo:main", "build default bundles, show them answering, print a benchmark table")
+    p.add_argument("--workdir", default=None, help="where demo bundles are built and cached"
+                   " (default: $REELRT_DEMO_DIR or bundles/demo)")
+    p.add_argument("--seconds", type=float, default=2.0, help="benchmark time budget per system")
+    p.add_argument("--out", default="bench-results/demo", help="directory for the benchmark's JSON, Markdown and PNG")
 
     p = command("inspect", "reelrt.runtime.command:inspect", "summarise what a bundle holds")
     p.add_argument("bundle")

@@ -12,6 +12,7 @@ import warnings
 from typing import Mapping, Protocol
 
 import numpy as np
+import onnxruntime as ort
 
 from .bundle import Bundle
 from .errors import BackendUnavailableError
@@ -21,6 +22,7 @@ from .session import create_session
 _OPENERS = {
     "onnxruntime": "reelrt.runtime.backends:open_onnxruntime",
     "openvino": "reelrt.runtime.openvino_backend:open_openvino",
+    "tensorrt": "reelrt.runtime.gpu:open_gpu",   # a matching plan, else ORT CUDA, else the CPU
 }
 
 
@@ -58,7 +60,9 @@ def open_backend(bundle: Bundle, device: str = "auto", threads: int | None = Non
     """The backend `reelrt compile` chose for this bundle, else ONNX Runtime on the default model."""
     target = bundle.manifest.target
     name = target.get("backend", "onnxruntime")
-    if name != "onnxruntime" and device in ("auto", "cpu"):
+    if _wants_gpu(name, device):
+        return _opener("tensorrt")(bundle, bundle.manifest.model, device, threads, target)
+    if name not in ("onnxruntime", "tensorrt") and device in ("auto", "cpu"):
         try:
             return _opener(name)(bundle, target.get("path", bundle.manifest.model), device, threads, target)
         except BackendUnavailableError as e:
@@ -66,6 +70,14 @@ def open_backend(bundle: Bundle, device: str = "auto", threads: int | None = Non
                           "falling back to ONNX Runtime", BackendFallbackWarning, stacklevel=3)
     artifact = target.get("path", bundle.manifest.model) if name == "onnxruntime" else bundle.manifest.model
     return open_onnxruntime(bundle, artifact, device, threads, target)
+
+
+def _wants_gpu(name: str, device: str) -> bool:
+    """device="cuda", or "auto" on a bundle compiled for TensorRT or not compiled for another backend
+    on a machine whose onnxruntime has CUDA."""
+    if device != "auto":
+        return device == "cuda"
+    return name == "tensorrt" or (name == "onnxruntime" and "CUDAExecutionProvider" in ort.get_available_providers())
 
 
 def _opener(name: str):

@@ -63,11 +63,6 @@ def test_refuses_malformed_manifest(tiny_bundle, doc, match):
     refuses(tiny_bundle, match)
 
 
-def test_refuses_absurd_manifest_size(tiny_bundle):
-    (tiny_bundle / "manifest.json").write_bytes(b" " * (5 * 1024 * 1024))
-    refuses(tiny_bundle, "over the")
-
-
 @pytest.mark.parametrize("version", [2, 0, "1", None, 1.0])
 def test_refuses_unknown_format_version(tiny_bundle, version):
     edit_manifest(tiny_bundle, format_version=version)
@@ -98,19 +93,6 @@ def test_refuses_paths_outside(tiny_bundle, path):
     refuses(tiny_bundle, "path")
 
 
-def test_refuses_missing_truncated_oversized(tiny_bundle):
-    model = tiny_bundle / "model.onnx"
-    data = model.read_bytes()
-    model.write_bytes(data[:-10])
-    refuses(tiny_bundle, "truncated")
-    model.write_bytes(data + b"\0")
-    refuses(tiny_bundle, "oversized")
-    model.write_bytes(b"")
-    refuses(tiny_bundle, "truncated")
-    model.unlink()
-    refuses(tiny_bundle, "missing")
-
-
 def test_refuses_checksum_mismatch_even_after_trust(tiny_bundle):
     open_bundle(tiny_bundle)  # full check, writes the trust record
     model = tiny_bundle / "model.onnx"
@@ -132,14 +114,6 @@ def test_trusted_bundle_skips_hashing(tiny_bundle, monkeypatch):
     with pytest.raises(BundleError, match="sha256"):
         open_bundle(tiny_bundle, verify="always")  # hashes again, and the fake digest fails
     assert calls
-
-
-def test_refuses_symlinks(tiny_bundle, tmp_path):
-    outside = tmp_path / "outside.onnx"
-    shutil.copy(tiny_bundle / "model.onnx", outside)
-    (tiny_bundle / "model.onnx").unlink()
-    os.symlink(outside, tiny_bundle / "model.onnx")
-    refuses(tiny_bundle, "symlink")
 
 
 def test_refuses_symlinked_directory(tmp_path):
@@ -175,15 +149,6 @@ def test_refuses_external_data_outside(tmp_path, location):
             a["sha256"] = sha256_file(bundle / "model.onnx")
     (bundle / "manifest.json").write_text(json.dumps(doc))
     refuses(bundle, "external")
-
-
-def test_refuses_corrupt_onnx(tiny_bundle):
-    model = tiny_bundle / "model.onnx"
-    model.write_bytes(b"\x0a\xff\xff\xff\xff\x0f" + b"\0" * 10)
-    doc = json.loads((tiny_bundle / "manifest.json").read_text())
-    doc["artifacts"][0].update(size=model.stat().st_size, sha256=sha256_file(model))
-    (tiny_bundle / "manifest.json").write_text(json.dumps(doc))
-    refuses(tiny_bundle, "corrupt")
 
 
 def test_not_a_bundle(tmp_path):

@@ -1,0 +1,221 @@
+"""TensorRT: build a plan from a bundle's ONNX (`reelrt compile --target tensorrt`) and run it.
+
+Precision travels in the graph, not in builder flags: the network is created STRONGLY_TYPED,
+so an fp16 graph runs in fp16 and int8/int4 run from the Q/DQ nodes quantize/ wrote
+(TensorRT 10.1 deprecated the implicit-int8 calibrators, TensorRT 11 removed them with the
+FP16/INT8 flags). Dynamic axes get the optimisation profiles of gpu_profiles; the build
+reuses a timing cache kept per TensorRT version and GPU in the runtime's cache directory;
+the plan is stored under the bundle's engines/ keyed as engines.py describes.
+
+The backend deserialises a matching plan, allocates one device buffer per input and output
+once (sized for the largest shape any profile allows), keeps one execution context per
+profile bound to those buffers, and queues copies and runs on a single CUDA stream; it
+uses cuda-bindings for device memory, never torch.
+
+UNVERIFIED: nothing in this module that calls TensorRT or CUDA has ever run on real
+TensorRT or a GPU (none was available to its authors); it was written against the
+TensorRT 10 Python API docs. The pieces around it (engine key, lookup, storage, profile
+choice, parity check) are unit-tested on the CPU.
+"""
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from . import cuda
+from .bundle import Bundle, open_bundle
+from .cache import write_atomic
+from .engines import DeviceFacts, engine_fields, find_plan, store_plan, timing_cache_path
+from .errors import BackendUnavailableError, BundleError, InputError, ReelrtError
+from .gpu_profiles import Profile, choose_profile, derive_profiles
+from .manifest import Manifest
+
+# largest |TensorRT - ONNX Runtime CPU| / max|reference| accepted at compile time, per precision;
+# fp32 allows TF32 (on by default in TensorRT), quantized graphs allow kernel rounding differences
+PARITY_TOLERANCE = {"fp32": 1e-2, "fp16": 5e-2, "mixed": 5e-2, "int8": 0.15, "int4": 0.15}
+
+
+def import_tensorrt():
+    """The tensorrt module; BackendUnavailableError when it is not installed."""
+    try:
+        import tensorrt
+    except ImportError as e:
+        raise BackendUnavailableError(f"TensorRT is not installed (it needs an NVIDIA GPU; pip install tensorrt): {e}") from None
+    return tensorrt
+
+
+def device_facts(trt) -> DeviceFacts:
+    """This machine's TensorRT version and GPU 0, as the engine key needs them."""
+    name, capability = cuda.device_properties(0)
+    return DeviceFacts(str(trt.__version__), name, capability)
+
+
+def compile_bundle(bundle_path: str | os.PathLike, args) -> int:
+    """`reelrt compile BUNDLE --target tensorrt [--out DIR]`: build, check and store a plan for this GPU.
+
+    UNVERIFIED: never run on real TensorRT; written against the TensorRT 10 API docs."""
+    bundle = open_bundle(bundle_path, verify="always")
+    trt = import_tensorrt()
+    facts = device_facts(trt)
+    profiles = derive_profiles(bundle.manifest)
+    out = getattr(args, "out", None) or bundle_path
+    existing, _ = find_plan(bundle, facts)
+    if existing is not None and Path(out).absolute() == Path(bundle_path).absolute():
+        print(f"{bundle_path}: plan {existing.name} already matches {facts.gpu} and TensorRT {facts.tensorrt}")
+        return 0
+    print(f"building a TensorRT {facts.tensorrt} plan for {facts.gpu} (sm {facts.compute_capability}),"
+          f" {bundle.manifest.precision}, profiles {[p.name for p in profiles]}; this takes minutes ...", flush=True)
+    start = time.perf_counter()
+    plan = build_plan(trt, bundle.model_path, profiles, timing_cache_path(facts))
+    seconds = time.perf_counter() - start
+    from .backends import open_onnxruntime
+    reference = open_onnxruntime(bundle, bundle.manifest.model, "cpu", None, {})
+    worst = check_parity(TensorRTBackend(plan, facts.gpu), reference, bundle.manifest, profiles)
+    written = store_plan(bundle, out, engine_fields(bundle, facts, profiles), plan, seconds)
+    print(f"wrote {len(plan) / 1e6:.1f} MB plan in {seconds:.0f} s to {written}/engines/;"
+          f" worst relative difference to ONNX Runtime CPU {worst:.2e}")
+    return 0
+
+
+def build_plan(trt, onnx_path: Path, profiles: list[Profile], cache_path: Path) -> bytes:
+    """Parse the ONNX file into a strongly typed network and build a serialized engine.
+
+    UNVERIFIED: never run on real TensorRT; written against the TensorRT 10 API docs."""
+    logger = trt.Logger(trt.Logger.WARNING)
+    builder = trt.Builder(logger)
+    network = builder.create_network(1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED))
+    parser = trt.OnnxParser(network, logger)
+    if not parser.parse_from_file(str(onnx_path)):  # from a file, so external weight data resolves
+        errors = [str(parser.get_error(i)) for i in range(parser.num_errors)]
+        raise BundleError(f"TensorRT cannot parse {onnx_path.name} (ONNX Runtime contrib ops such as"
+                          f" GroupQueryAttention or MatMulNBits have no TensorRT equivalent): {'; '.join(errors[:5])}")
+    inputs = [network.get_input(i) for i in range(network.num_inputs)]
+    if any(t.is_shape_tensor for t in inputs):
+        raise BundleError(f"{onnx_path.name} has shape-tensor inputs, which reelrt's TensorRT profiles do not cover")
+    config = builder.create_builder_config()
+    for profile in profiles:
+        if set(profile.shapes) != {t.name for t in inputs}:
+            raise BundleError(f"the manifest's inputs {sorted(profile.shapes)} differ from the ONNX graph's"
+                              f" {sorted(t.name for t in inputs)}")
+        built = builder.create_optimization_profile()
+        for name, (low, opt, high) in profile.shapes.items():
+            built.set_shape(name, low, opt, high)
+        config.add_optimization_profile(built)
+    cache = config.create_timing_cache(cache_path.read_bytes() if cache_path.is_file() else b"")
+    config.set_timing_cache(cache, ignore_mismatch=False)
+    serialized = builder.build_serialized_network(network, config)
+    if serialized is None:
+        raise ReelrtError(f"TensorRT failed to build a plan for {onnx_path.name} (see its log above)")
+    write_atomic(cache_path, bytes(config.get_timing_cache().serialize()))
+    return bytes(serialized)
+
+
+class TensorRTBackend:
+    """A deserialised plan with its device buffers allocated once and one stream.
+
+    UNVERIFIED: never run on real TensorRT; written against the TensorRT 10 API docs."""
+
+    def __init__(self, plan: bytes, gpu: str):
+        trt = import_tensorrt()
+        self.name = f"tensorrt:{gpu}"
+        self._logger = trt.Logger(trt.Logger.WARNING)
+        self._runtime = trt.Runtime(self._logger)
+        self.engine = self._runtime.deserialize_cuda_engine(plan)
+        if self.engine is None:
+            raise BackendUnavailableError("TensorRT refused the plan (built by another TensorRT or for another GPU)")
+        names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
+        self.input_names = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
+        self.output_names = [n for n in names if n not in self.input_names]
+        self._dtypes = {n: np.dtype(trt.nptype(self.engine.get_tensor_dtype(n))) for n in names}
+        self.stream = cuda.Stream()
+        self._profiles = [{n: tuple(tuple(s) for s in self.engine.get_tensor_profile_shape(n, i)) for n in self.input_names}
+                          for i in range(self.engine.num_optimization_profiles)]
+        sizes = dict.fromkeys(names, 0)
+        self._contexts = []
+        for index, ranges in enumerate(self._profiles):
+            context = self.engine.create_execution_context()
+            context.set_optimization_profile_async(index, self.stream.ptr)
+            for name in self.input_names:
+                context.set_input_shape(name, ranges[name][2])
+            for name in names:
+                shape = ranges[name][2] if name in ranges else tuple(context.get_tensor_shape(name))
+                if any(d < 0 for d in shape):
+                    raise BackendUnavailableError(f"output {name!r} has a data-dependent shape, which this backend does not support")
+                sizes[name] = max(sizes[name], int(np.prod(shape, dtype=np.int64)) * self._dtypes[name].itemsize)
+            self._contexts.append(context)
+        self._buffers = {n: cuda.DeviceBuffer(sizes[n]) for n in names}
+        for context in self._contexts:
+            for name in names:
+                context.set_tensor_address(name, self._buffers[name].ptr)
+        self.stream.synchronize()
+
+    def run(self, feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]:
+        try:
+            context = self._contexts[choose_profile(self._profiles, {n: feeds[n].shape for n in self.input_names})]
+        except ValueError as e:
+            raise InputError(str(e)) from None
+        staged = []  # host arrays must outlive the asynchronous copies
+        for name in self.input_names:
+            array = np.ascontiguousarray(feeds[name], dtype=self._dtypes[name])
+            context.set_input_shape(name, array.shape)
+            self._buffers[name].upload(array, self.stream)
+            staged.append(array)
+        if not context.execute_async_v3(self.stream.ptr):
+            raise ReelrtError("TensorRT failed to enqueue the plan")
+        outputs = []
+        for name in self.output_names:
+            array = np.empty(tuple(context.get_tensor_shape(name)), self._dtypes[name])
+            self._buffers[name].download(array, self.stream)
+            outputs.append(array)
+        self.stream.synchronize()
+        return outputs
+
+
+def open_tensorrt(bundle: Bundle) -> TensorRTBackend:
+    """The bundle's plan for this GPU and TensorRT; BackendUnavailableError when there is none."""
+    trt = import_tensorrt()
+    facts = device_facts(trt)
+    plan, why = find_plan(bundle, facts)
+    if plan is None:
+        raise BackendUnavailableError(why)
+    backend = TensorRTBackend(plan.read_bytes(), facts.gpu)
+    if set(backend.input_names) != {s.name for s in bundle.manifest.inputs}:
+        raise BackendUnavailableError(f"plan {plan.name} takes inputs {backend.input_names}, not the manifest's")
+    return backend
+
+
+def sample_feeds(shapes: Mapping[str, Sequence[int]], dtypes: Mapping[str, str], seed: int = 0) -> dict[str, np.ndarray]:
+    """Inputs for a parity check: normal floats, and integers of 1 (a valid token id, length or mask)."""
+    rng = np.random.default_rng(seed)
+    feeds = {}
+    for name, shape in shapes.items():
+        dtype = np.dtype(dtypes[name])
+        feeds[name] = (rng.standard_normal(shape).astype(dtype) if dtype.kind == "f" else np.ones(shape, dtype))
+    return feeds
+
+
+def check_parity(candidate, reference, manifest: Manifest, profiles: list[Profile]) -> float:
+    """Run both backends at every profile's opt shapes; raise ReelrtError beyond the precision's tolerance.
+
+    Returns the worst relative difference: max|candidate - reference| / max|reference| per output."""
+    precision = manifest.precision
+    tolerance = PARITY_TOLERANCE[precision]
+    dtypes = {spec.name: spec.dtype for spec in manifest.inputs}
+    worst = 0.0
+    for profile in profiles:
+        feeds = sample_feeds({n: opt for n, (_, opt, _) in profile.shapes.items()}, dtypes)
+        got = dict(zip(candidate.output_names, candidate.run(feeds)))
+        for name, want in zip(reference.output_names, reference.run(feeds)):
+            want = np.asarray(want, np.float64)
+            scale = max(float(np.abs(want).max(initial=0.0)), 1e-6)
+            diff = float(np.abs(np.asarray(got[name], np.float64) - want).max(initial=0.0)) / scale
+            if not diff <= tolerance:
+                raise ReelrtError(f"the TensorRT plan disagrees with ONNX Runtime on output {name!r} at profile"
+                                  f" {profile.name!r}: relative difference {diff:.3g} > {tolerance} ({precision}); not stored")
+            worst = max(worst, diff)
+    return worst
+

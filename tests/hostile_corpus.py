@@ -1,0 +1,251 @@
+"""A generated corpus of hostile and broken bundles.
+
+Each case takes a freshly written valid bundle and damages it the way a hostile or broken
+download would; CASES names the case and a fragment of the refusal it must get. Nothing here
+is a hand-edited binary: run `python tests/hostile_corpus.py DIR` to write the corpus to DIR.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+from typing import Callable
+
+CASES: dict[str, tuple[Callable[[Path], None], str]] = {}
+
+
+def case(expected: str):
+    def register(fn: Callable[[Path], None]):
+        CASES[fn.__name__] = (fn, expected)
+        return fn
+    return register
+
+
+def _manifest(bundle: Path) -> dict:
+    return json.loads((bundle / "manifest.json").read_text())
+
+
+def _save(bundle: Path, doc: dict) -> None:
+    (bundle / "manifest.json").write_text(json.dumps(doc))
+
+
+def _rehash(bundle: Path, rel: str) -> None:
+    """Keep the manifest honest about a file we replaced, so only the intended flaw remains."""
+    from reelrt.runtime.bundle import sha256_file
+    doc = _manifest(bundle)
+    for a in doc["artifacts"]:
+        if a["path"] == rel:
+            a.update(size=(bundle / rel).stat().st_size, sha256=sha256_file(bundle / rel))
+    _save(bundle, doc)
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        out.append((n & 0x7F) | (0x80 if n > 0x7F else 0))
+        n >>= 7
+        if not n:
+            return bytes(out)
+
+
+def _field(number: int, payload: bytes) -> bytes:
+    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
+
+
+def _tensor_at(location: str) -> bytes:
+    entry = _field(1, b"location") + _field(2, location.encode())
+    return _field(8, b"w") + _field(13, entry) + _varint(14 << 3) + _varint(1)
+
+
+def _model_with_tensor(tensor: bytes) -> bytes:
+    return _field(7, _field(5, tensor))  # ModelProto.graph.initializer
+
+
+# -- the manifest -----------------------------------------------------------------------
+
+@case("escapes")
+def manifest_path_traversal(b: Path) -> None:
+    doc = _manifest(b)
+    doc["artifacts"].append({"path": "../../etc/passwd", "size": 1, "sha256": "0" * 64})
+    _save(b, doc)
+
+
+@case("absolute")
+def manifest_absolute_path(b: Path) -> None:
+    doc = _manifest(b)
+    doc["artifacts"].append({"path": "/etc/passwd", "size": 1, "sha256": "0" * 64})
+    _save(b, doc)
+
+
+@case("over the")
+def manifest_absurd_size(b: Path) -> None:
+    doc = _manifest(b)
+    doc["provenance"]["padding"] = "x" * (8 * 1024 * 1024)
+    _save(b, doc)
+
+
+@case("nests deeper")
+def manifest_absurd_depth(b: Path) -> None:
+    (b / "manifest.json").write_text('{"format_version": 1, "extra": ' + "[" * 100000 + "]" * 100000 + "}")
+
+
+@case("not valid JSON")
+def manifest_not_json(b: Path) -> None:
+    (b / "manifest.json").write_bytes(b"\x00PK\x03\x04 not json")
+
+
+@case("which is not JSON")
+def manifest_nan(b: Path) -> None:
+    (b / "manifest.json").write_text((b / "manifest.json").read_text().replace('"labels": [', '"nan": NaN, "labels": [', 1))
+
+
+@case("format_version")
+def unknown_format_version(b: Path) -> None:
+    doc = _manifest(b)
+    doc["format_version"] = 7
+    _save(b, doc)
+
+
+@case("no format_version")
+def missing_format_version(b: Path) -> None:
+    doc = _manifest(b)
+    del doc["format_version"]
+    _save(b, doc)
+
+
+@case("cannot serve task")
+def wrong_family_task(b: Path) -> None:
+    doc = _manifest(b)
+    doc["task"] = "text-generation"
+    _save(b, doc)
+
+
+@case("absurd")
+def absurd_dimensions(b: Path) -> None:
+    doc = _manifest(b)
+    doc["inputs"][0]["shape"] = [1 << 20, 1 << 20, 3, 4]
+    _save(b, doc)
+
+
+@case("listed twice")
+def duplicate_artifact(b: Path) -> None:
+    doc = _manifest(b)
+    doc["artifacts"].append(dict(doc["artifacts"][0]))
+    _save(b, doc)
+
+
+@case("size must be")
+def absurd_artifact_size(b: Path) -> None:
+    doc = _manifest(b)
+    doc["artifacts"][0]["size"] = 1 << 62
+    _save(b, doc)
+
+
+@case("not a regular file")
+def manifest_is_symlink(b: Path) -> None:
+    real = b.parent / f"{b.name}-manifest.json"
+    shutil.move(b / "manifest.json", real)
+    os.symlink(real, b / "manifest.json")
+
+
+# -- the artifacts ----------------------------------------------------------------------
+
+@case("sha256")
+def checksum_mismatch(b: Path) -> None:
+    data = bytearray((b / "model.onnx").read_bytes())
+    data[len(data) // 2] ^= 0x55
+    (b / "model.onnx").write_bytes(bytes(data))
+
+
+@case("truncated")
+def truncated_model(b: Path) -> None:
+    data = (b / "model.onnx").read_bytes()
+    (b / "model.onnx").write_bytes(data[: len(data) // 2])
+
+
+@case("truncated")
+def zero_byte_model(b: Path) -> None:
+    (b / "model.onnx").write_bytes(b"")
+
+
+@case("empty")
+def zero_byte_model_recorded_as_such(b: Path) -> None:
+    (b / "model.onnx").write_bytes(b"")
+    _rehash(b, "model.onnx")
+
+
+@case("oversized")
+def oversized_model(b: Path) -> None:
+    with open(b / "model.onnx", "ab") as f:
+        f.write(b"\0" * 4096)
+
+
+@case("missing")
+def missing_model(b: Path) -> None:
+    (b / "model.onnx").unlink()
+
+
+@case("symlink")
+def symlink_out_of_bundle(b: Path) -> None:
+    outside = b.parent / f"{b.name}-outside.onnx"
+    shutil.move(b / "model.onnx", outside)
+    os.symlink(outside, b / "model.onnx")
+
+
+@case("corrupt")
+def corrupt_protobuf(b: Path) -> None:
+    (b / "model.onnx").write_bytes(_varint(7 << 3 | 2) + _varint(1 << 40) + b"\0" * 32)
+    _rehash(b, "model.onnx")
+
+
+@case("external-data location")
+def external_data_traversal(b: Path) -> None:
+    (b / "model.onnx").write_bytes(_model_with_tensor(_tensor_at("../../../etc/passwd")))
+    _rehash(b, "model.onnx")
+
+
+@case("external-data location")
+def external_data_absolute(b: Path) -> None:
+    (b / "model.onnx").write_bytes(_model_with_tensor(_tensor_at("/etc/shadow")))
+    _rehash(b, "model.onnx")
+
+
+@case("not a listed artifact")
+def external_data_undeclared(b: Path) -> None:
+    (b / "model.onnx").write_bytes(_model_with_tensor(_tensor_at("weights.bin")))
+    _rehash(b, "model.onnx")
+
+
+@case("names no location")
+def external_data_without_location(b: Path) -> None:
+    (b / "model.onnx").write_bytes(_model_with_tensor(_field(8, b"w") + _varint(14 << 3) + _varint(1)))
+    _rehash(b, "model.onnx")
+
+
+@case("nests deeper")
+def onnx_nesting_bomb(b: Path) -> None:
+    graph = _field(5, _tensor_at("x.bin"))
+    for _ in range(200):  # graph -> node -> attribute -> graph -> ...
+        graph = _field(1, _field(5, _field(6, graph)))
+    (b / "model.onnx").write_bytes(_field(7, graph))
+    _rehash(b, "model.onnx")
+
+
+def generate(root: Path, make_valid: Callable[[Path], Path]) -> dict[str, tuple[Path, str]]:
+    """Write every case under root; return name -> (bundle path, expected refusal fragment)."""
+    corpus = {}
+    for name, (damage, expected) in CASES.items():
+        bundle = make_valid(root / name)
+        damage(bundle)
+        corpus[name] = (bundle, expected)
+    return corpus
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).parent))
+    from conftest import make_tiny_bundle
+    out = Path(sys.argv[1] if len(sys.argv) > 1 else "hostile-bundles")
+    for name, (path, expected) in generate(out, make_tiny_bundle).items():
+        print(f"{name:<36} {path}  (must be refused: ...{expected}...)")

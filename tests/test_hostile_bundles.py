@@ -1,0 +1,58 @@
+"""Every hostile bundle of the generated corpus is refused before a session exists,
+with a BundleError that names the cause, in bounded time and memory."""
+from __future__ import annotations
+
+import time
+import tracemalloc
+
+import pytest
+
+from conftest import make_tiny_bundle
+from hostile_corpus import CASES, generate
+from reelrt.runtime import BundleError, load
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    return generate(tmp_path_factory.mktemp("hostile"), make_tiny_bundle)
+
+
+@pytest.fixture
+def no_sessions(monkeypatch):
+    import onnxruntime
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("an ONNX Runtime session was created for a hostile bundle")
+    monkeypatch.setattr(onnxruntime, "InferenceSession", forbidden)
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_refused_before_any_session(corpus, name, no_sessions):
+    path, expected = corpus[name]
+    tracemalloc.start()
+    start = time.perf_counter()
+    try:
+        with pytest.raises(BundleError, match=expected):
+            load(path, verify="always")
+    finally:
+        elapsed = time.perf_counter() - start
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    # generous bounds: a refusal must not read, allocate or loop in proportion to what the file claims
+    assert elapsed < 10, f"{name} took {elapsed:.1f} s"
+    assert peak < 64 * 1024 * 1024, f"{name} allocated {peak / 1e6:.0f} MB"
+
+
+def test_corpus_covers_the_threats():
+    """The issue's list of hostile inputs, each present in the corpus."""
+    for needed in ("manifest_path_traversal", "external_data_traversal", "symlink_out_of_bundle", "checksum_mismatch",
+                   "truncated_model", "zero_byte_model", "manifest_absurd_size", "manifest_absurd_depth",
+                   "absurd_dimensions", "unknown_format_version", "wrong_family_task"):
+        assert needed in CASES
+
+
+def test_valid_bundle_still_loads(tmp_path):
+    """The corpus's starting point is accepted, so every refusal above is due to its damage."""
+    from reelrt.runtime import Model, open_bundle
+    bundle = make_tiny_bundle(tmp_path / "valid")
+    assert Model(open_bundle(bundle, verify="always"), device="cpu").backend is not None
