@@ -1,7 +1,7 @@
 """CNN rows for `reelrt bench` and `reelrt demo` (see the benchmark contract in bench/).
 
-Workloads per architecture: "<arch> batch 1" (latency), "<arch> batch 8" (throughput,
-reported as images/s), and "<arch> 1080p frame" (a 1920x1080 BGR frame to top-5 labels,
+Workloads per architecture: "<arch> batch 1" (latency), "<arch> batch 8" (throughput:
+the harness divides the batch by the latency), and "<arch> 1080p frame" (a 1920x1080 BGR frame to top-5 labels,
 reelrt only: it is compared with the same bundle's batch-1 latency). Peers run the same
 architecture (weights do not change the time) on the same thread count: PyTorch eager,
 ONNX Runtime with default settings on a naive export (torch's TorchScript exporter),
@@ -21,6 +21,8 @@ from reelrt.runtime.bundle import Bundle
 PEERS = ("pytorch", "ort-naive", "opencv-dnn", "openvino")
 NOT_APPLICABLE = {"optimum": "Optimum has no image-classification export for these plain-torch CNNs",
                   "llama.cpp": "llama.cpp runs language models, not CNNs"}
+PEER_LABELS = {"pytorch": "pytorch eager", "ort-naive": "onnxruntime (naive export)",
+               "opencv-dnn": "opencv-dnn (naive export)", "openvino": "openvino (naive export, defaults)"}
 _PEER_MODULES = {"pytorch": "torch", "ort-naive": "onnxruntime", "opencv-dnn": "cv2", "openvino": "openvino"}
 # (channels, side) of models.cnn's architectures, repeated here so peers' child processes need no torch
 _ARCH_INPUTS = {"mobilenetv2": (3, 224), "resnet18": (3, 224), "digits": (1, 8)}
@@ -38,7 +40,7 @@ def systems(bundles: list[Bundle], peers: set[str] | None, threads: int) -> tupl
         size = sum(a.size for p, a in m.artifacts.items() if p == m.model or p.startswith(m.model + "."))
         for batch in (1, 8):
             rows.append(System(name, f"{arch} batch {batch}", "reelrt.bench.cnn:reelrt_step",
-                               {"bundle": str(bundle.root), "batch": batch, "threads": threads}, True, size))
+                               {"bundle": str(bundle.root), "batch": batch, "threads": threads}, True, size, batch))
         rows.append(System(name, f"{arch} 1080p frame", "reelrt.bench.cnn:reelrt_frame_step",
                            {"bundle": str(bundle.root), "threads": threads}, True, size))
         if arch in _ARCH_INPUTS:
@@ -54,9 +56,10 @@ def systems(bundles: list[Bundle], peers: set[str] | None, threads: int) -> tupl
             if peer != "pytorch":
                 naive_onnx(arch)   # exported here, once, so no peer's child process loads torch
             for batch in (1, 8):
-                rows.append(System(peer, f"{arch} batch {batch}", f"reelrt.bench.cnn:{peer.replace('-', '_')}_step",
+                rows.append(System(PEER_LABELS[peer], f"{arch} batch {batch}",
+                                   f"reelrt.bench.cnn:{peer.replace('-', '_')}_step",
                                    {"arch": arch, "batch": batch, "threads": threads}, False,
-                                   _peer_size(peer, arch)))
+                                   _peer_size(peer, arch), batch, peer))
     return rows, skipped
 
 
@@ -68,7 +71,7 @@ def reelrt_step(bundle: str, batch: int, threads: int) -> Step:
     model = load(bundle, device="cpu", threads=threads)
     spec = model.manifest.inputs[0]
     feeds = {spec.name: _pixels(batch, spec.shape[1], spec.shape[2])}
-    return _throughput(lambda: model.run(feeds), batch)
+    return _discarding(lambda: model.run(feeds))
 
 
 def reelrt_frame_step(bundle: str, threads: int) -> Step:
@@ -92,10 +95,10 @@ def pytorch_step(arch: str, batch: int, threads: int) -> Step:
     channels, size = _input_shape(arch)
     x = torch.from_numpy(_pixels(batch, channels, size))
 
-    def step():
+    def step() -> None:
         with torch.inference_mode():
             model(x)
-    return _throughput(step, batch)
+    return step
 
 
 def ort_naive_step(arch: str, batch: int, threads: int) -> Step:
@@ -105,7 +108,7 @@ def ort_naive_step(arch: str, batch: int, threads: int) -> Step:
     options.intra_op_num_threads = threads
     session = ort.InferenceSession(str(naive_onnx(arch)), options, providers=["CPUExecutionProvider"])
     feeds = {"pixels": _pixels(batch, *_input_shape(arch))}
-    return _throughput(lambda: session.run(None, feeds), batch)
+    return _discarding(lambda: session.run(None, feeds))
 
 
 def opencv_dnn_step(arch: str, batch: int, threads: int) -> Step:
@@ -115,10 +118,10 @@ def opencv_dnn_step(arch: str, batch: int, threads: int) -> Step:
     net = cv2.dnn.readNetFromONNX(str(naive_onnx(arch)))
     x = _pixels(batch, *_input_shape(arch))
 
-    def step():
+    def step() -> None:
         net.setInput(x)
         net.forward()
-    return _throughput(step, batch)
+    return step
 
 
 def openvino_step(arch: str, batch: int, threads: int) -> Step:
@@ -128,7 +131,7 @@ def openvino_step(arch: str, batch: int, threads: int) -> Step:
                                        {"INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY"})
     request = compiled.create_infer_request()
     x = _pixels(batch, *_input_shape(arch))
-    return _throughput(lambda: request.infer({0: x}), batch)
+    return _discarding(lambda: request.infer({0: x}))
 
 
 # ---- demo and show ------------------------------------------------------------------------
@@ -245,12 +248,10 @@ def _pixels(batch: int, channels: int, size: int) -> np.ndarray:
     return np.random.default_rng(0).standard_normal((batch, channels, size, size)).astype(np.float32)
 
 
-def _throughput(run, batch: int) -> Step:
-    """A step that also reports images/s, measured around the call itself."""
-    def step() -> dict[str, float]:
-        t0 = time.perf_counter()
-        run()
-        return {"images_per_s": batch / (time.perf_counter() - t0)}
+def _discarding(call) -> Step:
+    """A step that drops the answer: a step's return value is read as extra metrics."""
+    def step() -> None:
+        call()
     return step
 
 

@@ -97,3 +97,27 @@ def test_train_dispatch_table_names_every_family():
 
     assert TRAINERS["digits"] == "reelrt.models.digits:main"
     assert TRAINERS["lstm"] == "reelrt.models.lstm_train:main" and TRAINERS["gpt2"] == "reelrt.models.gpt2_train:main"
+
+
+def test_fold_batchnorm_removes_what_the_exporter_left():
+    """A Conv -> BatchNormalization graph (as older exporters leave it) folds to Conv with the same output."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    from reelrt.export.torch_onnx import fold_batchnorm
+
+    rng = np.random.default_rng(0)
+    tensors = {"w": rng.standard_normal((4, 3, 3, 3)), "scale": rng.uniform(0.5, 1.5, 4), "bias": rng.standard_normal(4),
+               "mean": rng.standard_normal(4), "var": rng.uniform(0.5, 2, 4)}
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]),
+         helper.make_node("BatchNormalization", ["c", "scale", "bias", "mean", "var"], ["y"])],
+        "convbn", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 3, 8, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 4, 8, 8])],
+        [numpy_helper.from_array(v.astype(np.float32), k) for k, v in tensors.items()])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    model.ir_version = 9
+    folded = fold_batchnorm(model)
+    assert [n.op_type for n in folded.graph.node] == ["Conv"]
+    x = rng.standard_normal((2, 3, 8, 8)).astype(np.float32)
+    run = lambda m: ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    np.testing.assert_allclose(run(folded), run(model), rtol=1e-4, atol=1e-4)
