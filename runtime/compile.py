@@ -165,18 +165,25 @@ def _compare(reference: np.ndarray, candidate: np.ndarray) -> tuple[float, float
     return float(np.abs(reference - candidate).max()) / scale, float((reference.argmax(-1) == candidate.argmax(-1)).mean())
 
 
-def _time_interleaved(steps: list, seconds: float) -> None:
-    """Batch-1 latency of each step, A B C A B C..., for about `seconds` in all."""
+def _time_interleaved(steps: list, seconds: float, block: int = 10) -> None:
+    """Batch-1 latency of each step, in blocks of `block` runs, A B C A B C..., for about `seconds`.
+
+    Blocks rather than single runs: ONNX Runtime's pool spins for a while after each run,
+    and on a 2-core device that tail would be charged to whichever build runs next. The
+    first run of each block, which may pay for the previous block's tail, is dropped.
+    """
     for _, step in steps:
         for _ in range(3):
             step()
     deadline = time.perf_counter() + seconds
     rounds = 0
-    while rounds < 10 or (time.perf_counter() < deadline and rounds < 500):
+    while rounds < 2 or (time.perf_counter() < deadline and rounds < 50):
         for cand, step in steps:
-            t0 = time.perf_counter()
-            step()
-            cand.times.append((time.perf_counter() - t0) * 1e3)
+            for i in range(block):
+                t0 = time.perf_counter()
+                step()
+                if i:
+                    cand.times.append((time.perf_counter() - t0) * 1e3)
         rounds += 1
     for cand, _ in steps:
         cand.latency_ms = statistics.median(cand.times)
