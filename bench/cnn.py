@@ -37,6 +37,8 @@ def systems(bundles: list[Bundle], peers: set[str] | None, threads: int) -> tupl
         m = bundle.manifest
         arch = m.extra.get("arch", bundle.root.name)
         name = f"reelrt {m.precision} ({_backend_label(m.target)})"
+        if any(r.name == name and r.workload.startswith(f"{arch} ") for r in rows):
+            name += f" [{bundle.root.name}]"     # two bundles of one build: tell them apart
         size = sum(a.size for p, a in m.artifacts.items() if p == m.model or p.startswith(m.model + "."))
         for batch in (1, 8):
             rows.append(System(name, f"{arch} batch {batch}", "reelrt.bench.cnn:reelrt_step",

@@ -71,6 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("bundle")
     p.add_argument("--target", choices=["cpu", "tensorrt"], default="cpu")
     p.add_argument("--out", help="write the compiled bundle here instead of updating BUNDLE in place")
+    p.add_argument("--prefer", choices=["latency", "startup"], default="latency",
+                   help="cpu: fastest steady state (default), or ONNX Runtime only for the quickest first answer")
 
     p = command("run", "reelrt.runtime.command:run", "run a bundle on an image, a text or a prompt")
     p.add_argument("bundle")

@@ -22,6 +22,12 @@ def test_reelrt_rows_for_every_workload_and_skipped_peers_with_reasons(tiny_cnn_
     assert {r.system.batch for r in results if r.system.workload == "tiny batch 8"} == {8}
 
 
+def test_two_bundles_of_one_build_get_distinct_rows(tiny_cnn_bundle):
+    rows, _ = cnn.systems([open_bundle(tiny_cnn_bundle)] * 2, set(), 1)
+    batch1 = [r.name for r in rows if r.workload == "tiny batch 1"]
+    assert len(batch1) == 2 and len(set(batch1)) == 2
+
+
 def test_peer_rows_share_the_workload_and_answer(tiny_cnn_bundle):
     pytest.importorskip("openvino")
     bundle = open_bundle(tiny_cnn_bundle)

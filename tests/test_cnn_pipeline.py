@@ -13,7 +13,7 @@ from reelrt.cli import main
 from reelrt.models.digits import digits_split
 from reelrt.runtime import InputError, load, open_bundle
 from reelrt.runtime.backends import BackendFallbackWarning
-from reelrt.runtime.compile import compile_cpu, write_target
+from reelrt.runtime.compile import MIN_GAIN, compile_cpu, write_target
 
 
 @pytest.fixture(scope="module")
@@ -105,7 +105,9 @@ def test_compile_records_a_measured_choice_that_load_uses(digits, tmp_path):
     target = open_bundle(out).manifest.target
     measured = [c for c in target["candidates"] if c["latency_ms"] is not None]
     assert measured[0]["backend"] == "onnxruntime" and target["latency_ms"] > 0
-    best = min((c for c in measured if c["within_budget"]), key=lambda c: c["latency_ms"])
+    # the fastest within budget, where a backend other than ONNX Runtime must win by MIN_GAIN
+    best = min((c for c in measured if c["within_budget"]),
+               key=lambda c: c["latency_ms"] * (1 if c["backend"] == "onnxruntime" else 1 + MIN_GAIN))
     assert (target["backend"], target["inference_precision"]) == (best["backend"], best["inference_precision"])
     clf = load(out, device="cpu")
     assert clf.backend.name.startswith(target["backend"])
@@ -149,6 +151,13 @@ def test_openvino_choice_is_used_and_falls_back_when_missing(digits, tmp_path, m
         fallback = load(out, device="cpu")
     assert fallback.backend.name.startswith("onnxruntime")
     np.testing.assert_allclose(fallback.logits(list(frames[:8])), expected, rtol=1e-6)
+
+
+def test_prefer_startup_keeps_onnxruntime(digits, tmp_path):
+    _, _, int8, *_ = digits
+    assert main(["compile", str(int8), "--target", "cpu", "--prefer", "startup", "--out", str(tmp_path / "c")]) == 0
+    target = open_bundle(tmp_path / "c").manifest.target
+    assert target["backend"] == "onnxruntime" and target["prefer"] == "startup"
 
 
 def test_compile_without_openvino_measures_onnxruntime_only(digits, tmp_path, monkeypatch):
