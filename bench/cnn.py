@@ -1,11 +1,13 @@
 """CNN rows for `reelrt bench` and `reelrt demo` (see the benchmark contract in bench/).
 
 Workloads per architecture: "<arch> batch 1" (latency), "<arch> batch 8" (throughput:
-the harness divides the batch by the latency), and "<arch> 1080p frame" (a 1920x1080 BGR frame to top-5 labels,
-reelrt only: it is compared with the same bundle's batch-1 latency). Peers run the same
-architecture (weights do not change the time) on the same thread count: PyTorch eager,
-ONNX Runtime with default settings on a naive export (torch's TorchScript exporter),
-OpenCV DNN on that file, and OpenVINO on it with its defaults (bf16 on CPUs that have it).
+the harness divides the batch by the latency), and "<arch> 1080p frame": a 1920x1080 BGR
+frame to top-5 labels, beside the same bundle on a ready tensor ("model only") in the same
+interleaved run, so their ratio is the cost of turning a frame into the model's input.
+Peers run the same architecture (weights do not change the time) on the same thread
+count: PyTorch eager, ONNX Runtime with default settings on a naive export (torch's
+TorchScript exporter), OpenCV DNN on that file, and OpenVINO on it with its defaults
+(bf16 on CPUs that have it).
 """
 from __future__ import annotations
 
@@ -45,6 +47,8 @@ def systems(bundles: list[Bundle], peers: set[str] | None, threads: int) -> tupl
                                {"bundle": str(bundle.root), "batch": batch, "threads": threads}, True, size, batch))
         rows.append(System(name, f"{arch} 1080p frame", "reelrt.bench.cnn:reelrt_frame_step",
                            {"bundle": str(bundle.root), "threads": threads}, True, size))
+        rows.append(System(f"{name}, model only", f"{arch} 1080p frame", "reelrt.bench.cnn:reelrt_step",
+                           {"bundle": str(bundle.root), "batch": 1, "threads": threads}, True, size))
         if arch in _ARCH_INPUTS:
             archs[arch] = _ARCH_INPUTS[arch]
         else:

@@ -13,6 +13,7 @@ from reelrt.runtime import open_bundle
 def test_reelrt_rows_for_every_workload_and_skipped_peers_with_reasons(tiny_cnn_bundle):
     rows, skipped = cnn.systems([open_bundle(tiny_cnn_bundle)], None, 1)
     assert {r.workload for r in rows} == {"tiny batch 1", "tiny batch 8", "tiny 1080p frame"}
+    assert len(rows) == 4
     assert all(r.is_reelrt and r.size_bytes > 0 for r in rows)
     assert set(skipped) == {"pytorch", "ort-naive", "opencv-dnn", "openvino", "optimum", "llama.cpp"}
     for r in rows:
