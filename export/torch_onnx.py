@@ -162,7 +162,7 @@ def _torch_outputs(module, feeds: Feeds, input_names: Sequence[str], output_name
 def _at_batch(t, batch: int):
     import torch
 
-    return torch.cat([t[:1]] * batch) if t.shape[0] >= 1 else t
+    return torch.cat([t[:1]] * batch)
 
 
 def _random_like(examples: Sequence, names: Sequence[str]) -> Callable[[int], Feeds]:

@@ -82,6 +82,8 @@ def main(args: argparse.Namespace) -> int:
 def compile_cpu(path: str | Path, out: str | Path | None = None, threads: int | None = None,
                 seconds: float = 3.0, verbose: bool = True, prefer: str = "latency") -> Path:
     """Measure every CPU candidate on this machine; write the bundle with the winner as its target."""
+    if prefer not in ("latency", "startup"):
+        raise ValueError(f"prefer must be 'latency' or 'startup', not {prefer!r}")
     bundle = open_bundle(path)
     threads = threads or physical_cores()
     feeds = reference_feeds(bundle)
@@ -106,25 +108,34 @@ def compile_cpu(path: str | Path, out: str | Path | None = None, threads: int | 
         steps.append((cand, lambda b=backend, f=single: b.run(f)))
         candidates.append(cand)
     _time_interleaved(steps, seconds)
-    allowed = [c for c in candidates if c.within_budget and c.latency_ms is not None]
-    if prefer not in ("latency", "startup"):
-        raise ValueError(f"prefer must be 'latency' or 'startup', not {prefer!r}")
-    handicap = 1.0 + MIN_GAIN if prefer == "latency" else float("inf")
-    best = min(allowed, key=lambda c: c.latency_ms * (1.0 if c.backend == "onnxruntime" else handicap))
+    best = choose(candidates, prefer)
     if verbose:
-        for c in candidates:
-            mark = "->" if c is best else "  "
-            if c.latency_ms is None:
-                print(f"{mark} {c.label(bundle.manifest.precision):<36} unavailable: {c.note}")
-            else:
-                print(f"{mark} {c.label(bundle.manifest.precision):<36} {c.latency_ms:7.2f} ms  diff {c.relative_diff:.2%} of logit range,"
-                      f" top-1 {c.top1_agreement:.0%}{'' if c.within_budget else '  (over budget)'}")
+        print(describe(candidates, best, bundle.manifest.precision))
     target = {"backend": best.backend, "path": bundle.manifest.model, "precision": bundle.manifest.precision,
               "inference_precision": best.inference_precision, "latency_ms": round(best.latency_ms, 3),
               "device": cpu_name(), "threads": threads, "budget": budget, "prefer": prefer,
               "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
               "candidates": [{k: v for k, v in asdict(c).items() if k != "times"} for c in candidates]}
     return write_target(bundle, target, out)
+
+
+def choose(candidates: list[Candidate], prefer: str) -> Candidate:
+    """The fastest candidate within budget; another backend than ONNX Runtime must win by MIN_GAIN."""
+    handicap = 1.0 + MIN_GAIN if prefer == "latency" else float("inf")
+    allowed = [c for c in candidates if c.within_budget and c.latency_ms is not None]
+    return min(allowed, key=lambda c: c.latency_ms * (1.0 if c.backend == "onnxruntime" else handicap))
+
+
+def describe(candidates: list[Candidate], best: Candidate, precision: str) -> str:
+    lines = []
+    for c in candidates:
+        head = f"{'->' if c is best else '  '} {c.label(precision):<36}"
+        if c.latency_ms is None:
+            lines.append(f"{head} unavailable: {c.note}")
+        else:
+            lines.append(f"{head} {c.latency_ms:7.2f} ms  diff {c.relative_diff:.2%} of logit range, top-1"
+                         f" {c.top1_agreement:.0%}{'' if c.within_budget else '  (over budget)'}")
+    return "\n".join(lines)
 
 
 def cpu_candidates() -> list[Candidate]:
