@@ -1,8 +1,8 @@
 """The CNN family in plain torch: MobileNetV2, ResNet-18 and a small digits CNN.
 
 MobileNetV2 and ResNet-18 follow the published architectures layer for layer (the
-same modules and parameter counts as torchvision's), written out here so that exporting
-needs no torchvision. Each architecture comes with the preprocessing it expects, which
+same modules, parameter names and counts as torchvision's, so its state_dicts load with
+--checkpoint), written out here so that exporting needs no torchvision. Each architecture comes with the preprocessing it expects, which
 the exporter records in the bundle so the runtime feeds it correctly.
 """
 from __future__ import annotations
@@ -60,7 +60,8 @@ class InvertedResidual(nn.Module):
         layers: list[nn.Module] = []
         if expand != 1:
             layers.append(_conv_bn(cin, hidden, 1))
-        layers += [_conv_bn(hidden, hidden, 3, stride, groups=hidden), _conv_bn(hidden, cout, 1, act=None)]
+        # the projection's Conv and BatchNorm sit directly in the block, as in torchvision
+        layers += [_conv_bn(hidden, hidden, 3, stride, groups=hidden), *_conv_bn(hidden, cout, 1, act=None)]
         self.conv = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

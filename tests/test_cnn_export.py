@@ -78,6 +78,19 @@ def test_standard_architectures_match_published_sizes(cls, params):
         assert model.eval()(torch.randn(1, 3, 64, 64)).shape == (1, 1000)
 
 
+def test_parameter_names_follow_torchvision():
+    """So a torchvision state_dict loads with --checkpoint (names as torchvision 0.2x writes them)."""
+    mobilenet = MobileNetV2().state_dict()
+    for key in ("features.0.0.weight", "features.1.conv.0.0.weight", "features.1.conv.1.weight",
+                "features.1.conv.2.running_var", "features.2.conv.2.weight", "features.2.conv.3.weight",
+                "features.18.0.weight", "classifier.1.weight"):
+        assert key in mobilenet, key
+    resnet = ResNet18().state_dict()
+    for key in ("conv1.weight", "bn1.running_mean", "layer2.0.downsample.0.weight", "layer2.0.downsample.1.weight",
+                "layer4.1.conv2.weight", "fc.bias"):
+        assert key in resnet, key
+
+
 def test_bad_checkpoint_is_an_input_error(tmp_path):
     path = tmp_path / "wrong.pt"
     torch.save({"state_dict": nn.Linear(2, 2).state_dict()}, path)
