@@ -23,6 +23,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from reelrt.runtime.bundle import BundleWriter
+from reelrt.runtime.compile import REFERENCE_INPUTS
 from reelrt.runtime.manifest import Manifest, TensorSpec
 
 from .provenance import provenance
@@ -30,7 +31,6 @@ from .validate import ValidationError, check, compare_logits
 
 OPSET = 18
 VALIDATION_BATCHES = (1, 3, 8)
-REFERENCE_INPUTS = "reference/inputs.npz"
 REFERENCE_OUTPUTS = "reference/outputs.npz"
 _ONNX_DTYPES = {1: "float32", 10: "float16", 7: "int64", 6: "int32", 2: "uint8", 3: "int8", 9: "bool"}
 

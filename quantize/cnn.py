@@ -18,8 +18,8 @@ from typing import Iterator
 
 import numpy as np
 
-from reelrt.export.torch_onnx import REFERENCE_INPUTS
 from reelrt.runtime.bundle import Bundle
+from reelrt.runtime.compile import REFERENCE_INPUTS
 from reelrt.runtime.errors import InputError
 
 DEFAULT_METHOD = "minmax"

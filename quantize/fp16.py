@@ -15,9 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from reelrt.export.torch_onnx import REFERENCE_INPUTS
 from reelrt.runtime.bundle import Bundle
-from reelrt.runtime.manifest import TensorSpec
+from reelrt.runtime.compile import REFERENCE_INPUTS, synthetic_feeds
 
 
 def quantize_fp16(src: Bundle, args: argparse.Namespace) -> Path:
@@ -63,14 +62,3 @@ def validate_fp16(src: Bundle, fp32_model: Path, fp16_model: Path) -> dict:
           f" {names[0]} max |diff| {report[names[0]]['max_abs_diff']:.3g}, top-1 agreement"
           f" {report[names[0]]['top1_agreement']:.2%} on {what}")
     return report
-
-
-def synthetic_feeds(specs: list[TensorSpec], symbol_size: int = 2) -> dict[str, np.ndarray]:
-    rng = np.random.default_rng(0)
-    feeds = {}
-    for spec in specs:
-        shape = tuple(symbol_size if isinstance(d, str) else d for d in spec.shape)
-        dtype = np.dtype(spec.dtype)
-        feeds[spec.name] = (rng.standard_normal(shape).astype(dtype) if dtype.kind == "f"
-                            else np.ones(shape, dtype) if dtype == np.bool_ else np.zeros(shape, dtype))
-    return feeds

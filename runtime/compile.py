@@ -36,6 +36,7 @@ import numpy as np
 from .backends import _opener
 from .bundle import Bundle, BundleWriter, open_bundle
 from .errors import BackendUnavailableError
+from .manifest import TensorSpec
 from .session import physical_cores
 
 REFERENCE_INPUTS = "reference/inputs.npz"
@@ -144,13 +145,24 @@ def cpu_candidates() -> list[Candidate]:
 
 
 def reference_feeds(bundle: Bundle) -> dict[str, np.ndarray]:
-    """The bundle's reference inputs, or standard-normal inputs at batch 2 when it has none."""
+    """The bundle's reference inputs, or synthetic ones when it has none."""
     if REFERENCE_INPUTS in bundle.manifest.artifacts:
         with np.load(bundle.path(REFERENCE_INPUTS), allow_pickle=False) as ref:
             return {k: np.ascontiguousarray(v) for k, v in ref.items()}
+    return synthetic_feeds(bundle.manifest.inputs)
+
+
+def synthetic_feeds(specs: list[TensorSpec], symbol_size: int = 2) -> dict[str, np.ndarray]:
+    """Inputs from the manifest's specs: symbolic axes of 2, floats from a normal distribution,
+    integers 0 (a valid token id or index for every family), booleans true."""
     rng = np.random.default_rng(0)
-    return {s.name: rng.standard_normal(tuple(2 if isinstance(d, str) else d for d in s.shape)).astype(s.dtype)
-            for s in bundle.manifest.inputs}
+    feeds = {}
+    for spec in specs:
+        shape = tuple(symbol_size if isinstance(d, str) else d for d in spec.shape)
+        dtype = np.dtype(spec.dtype)
+        feeds[spec.name] = (rng.standard_normal(shape).astype(dtype) if dtype.kind == "f"
+                            else np.ones(shape, dtype) if dtype == np.bool_ else np.zeros(shape, dtype))
+    return feeds
 
 
 def write_target(bundle: Bundle, target: dict, out: str | Path | None) -> Path:

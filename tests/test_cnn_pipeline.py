@@ -179,3 +179,14 @@ def test_run_command_prints_top_k(digits, tmp_path, capsys):
     assert main(["run", str(int8), "--image", str(path), "--top-k", "3"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == str(path) and len(lines) == 4 and lines[1].split()[-1] == "7"
+
+
+def test_fp16_needs_no_reference_set(tiny_bundle, tmp_path):
+    """The fp16 pass serves every family: without reference inputs it validates on synthetic ones."""
+    assert main(["quantize", str(tiny_bundle), "--precision", "fp16", "--out", str(tmp_path / "h")]) == 0
+    m = open_bundle(tmp_path / "h").manifest
+    assert m.validation["inputs"] == "synthetic inputs" and m.validation["logits"]["relative_diff"] <= 0.01
+    x = np.random.default_rng(0).standard_normal((3, 3, 4, 4)).astype(np.float32)
+    a = load(tiny_bundle, device="cpu").run({"pixels": x})["logits"]
+    b = load(tmp_path / "h", device="cpu").run({"pixels": x})["logits"]
+    np.testing.assert_allclose(b, a, atol=0.01 * np.ptp(a))
