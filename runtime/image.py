@@ -55,6 +55,8 @@ class Preprocessor:
         if self.order not in _CONVERSIONS or policy.get("layout", "NCHW") != "NCHW" or self.crop not in ("center", "none"):
             raise BundleError(f"unsupported preprocessing {policy}: channel_order RGB/BGR/GRAY, layout NCHW,"
                               " crop center/none")
+        if self.crop == "center" and (not isinstance(self.resize, (int, float)) or self.resize <= 0):
+            raise BundleError(f"preprocessing crop 'center' needs a positive 'resize' (the shorter side): {policy}")
         if mean.shape != (self.channels,) or std.shape != (self.channels,) or not (std > 0).all():
             raise BundleError(f"preprocessing mean/std must hold {self.channels} values (std > 0): {policy}")
         self.mean = mean.reshape(-1, 1, 1)
@@ -99,6 +101,8 @@ class ImageClassifier(Model):
     clf.classify(frame)                  -> [(label, prob), ...] for one image
     clf.classify([f1, "a.jpg", png])     -> one such list per image
     clf.classify(frames_nhwc)            -> a uint8 (N, H, W, C) array is a batch
+
+    One classifier reuses one input buffer: give each thread its own.
     """
 
     def __init__(self, bundle: Bundle, device: str = "auto", threads: int | None = None):
@@ -121,7 +125,7 @@ class ImageClassifier(Model):
         k = min(top_k, probs.shape[1])
         results = []
         for row in probs:
-            best = np.argsort(-row, kind="stable")[:k]
+            best = np.argsort(-row, kind="stable")[:k] if k * 8 >= len(row) else _top(row, k)
             results.append([(self._label(int(i)), float(row[i])) for i in best])
         return results[0] if single else results
 
@@ -209,6 +213,12 @@ def _read_file(path: str) -> np.ndarray:
         raise InputError(f"{path!r} is a directory, not an image file") from None
     except OSError as e:
         raise InputError(f"cannot read image file {path!r}: {e.strerror or e}") from None
+
+
+def _top(row: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the k largest, best first, without sorting all 1000 classes."""
+    part = np.argpartition(-row, k - 1)[:k]
+    return part[np.argsort(-row[part], kind="stable")]
 
 
 def _softmax(logits: np.ndarray) -> np.ndarray:

@@ -133,3 +133,19 @@ def test_grayscale_model_takes_colour_frames(tmp_path):
     np.testing.assert_allclose(gray_clf.logits(FRAME), gray_clf.logits(gray), atol=1e-3)
     ok, png = cv2.imencode(".png", gray)
     np.testing.assert_allclose(gray_clf.logits(png.tobytes()), gray_clf.logits(gray), rtol=1e-6)
+
+
+def test_top_k_of_many_classes_matches_a_full_sort():
+    from reelrt.runtime.image import _top
+
+    row = np.random.default_rng(3).standard_normal(1000)
+    assert list(_top(row, 5)) == list(np.argsort(-row)[:5])
+
+
+def test_malformed_preprocessing_is_a_bundle_error():
+    from reelrt.runtime import BundleError
+
+    for policy in ({"size": [8, 8], "crop": "center"}, {"size": [8, 8], "channel_order": "YUV"},
+                   {"size": [8, 8], "mean": [0.5, 0.5], "std": [1, 1]}, {"crop": "none"}):
+        with pytest.raises(BundleError, match="preprocessing"):
+            Preprocessor(policy)
