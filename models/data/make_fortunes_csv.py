@@ -21,7 +21,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-CATEGORIES = ("computers", "food", "love", "politics", "sports")
+CATEGORIES = ("food", "linux", "love", "sports", "startrek")
 MAX_CHARS = 400
 PER_CATEGORY = 300
 OUT = Path(__file__).with_name("fortunes.csv")
