@@ -18,6 +18,7 @@ from .errors import BundleError, InputError
 from .model import Model
 
 DEFAULT_BATCH = 16
+GATE_BUFFER_BYTES = 1 << 20
 
 
 def load_tokenizer(bundle: Bundle) -> tuple[Tokenizer, int, int]:
@@ -83,6 +84,13 @@ class TextClassifier(Model):
         self.tokenizer, self.max_length, self.pad_id = load_tokenizer(bundle)
         self.labels = list(self.manifest.labels)
         self.batch_size = batch_size
+        extra = self.manifest.extra
+        self.vocab_size = extra.get("vocab_size")
+        self.hidden = extra.get("hidden")
+        self.directions = 2 if extra.get("bidirectional") else 1
+        for key in ("vocab_size", "hidden"):
+            if type(extra.get(key)) is not int or extra[key] < 1:
+                raise BundleError(f"manifest.extra.{key} must be a positive integer, got {extra.get(key)!r}")
 
     def probabilities(self, texts: Sequence[str]) -> np.ndarray:
         """(N, classes) probabilities, in the order of `texts`."""
@@ -90,15 +98,39 @@ class TextClassifier(Model):
             raise InputError(f"texts must be a sequence of str, got {type(texts).__name__}")
         if not texts:
             return np.zeros((0, len(self.labels)), np.float32)
-        ids, lengths = encode(self.tokenizer, texts, self.max_length, self.pad_id)
-        out = np.empty((len(texts), len(self.labels)), np.float32)
-        order = np.argsort(lengths, kind="stable")          # length buckets: neighbours pad little
-        for start in range(0, len(order), self.batch_size):
-            rows = order[start:start + self.batch_size]
+        return softmax(self.logits(*encode(self.tokenizer, texts, self.max_length, self.pad_id)))
+
+    def logits(self, ids: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+        """(N, classes) logits for token ids (N, width) int64 and lengths (N,) int32, in their order.
+
+        Rows are sorted by length and run in groups, so that short texts are not padded to
+        a long neighbour's length, and so that one run's input gates (the LSTM computes
+        them for every step of every row before its recurrence) stay within about a core's
+        L2 cache: past that, a batch of 16 long texts runs slower than four batches of 4.
+        """
+        if ids.ndim != 2 or lengths.shape != ids.shape[:1]:
+            raise InputError(f"ids must be (N, width) and lengths (N,), got {ids.shape} and {lengths.shape}")
+        if len(lengths) and (lengths.min() < 1 or lengths.max() > ids.shape[1]):
+            raise InputError(f"lengths must lie in 1..{ids.shape[1]} (the width of ids)")
+        if ids.size and (ids.min() < 0 or ids.max() >= self.vocab_size):
+            raise InputError(f"token ids must lie in 0..{self.vocab_size - 1}")
+        order = np.argsort(lengths, kind="stable")
+        out = np.empty((len(order), len(self.labels)), np.float32)
+        start = 0
+        while start < len(order):
+            count = min(self.batch_size, len(order) - start)
+            while count > 1 and count * self._gate_bytes(int(lengths[order[start + count - 1]])) > GATE_BUFFER_BYTES:
+                count -= 1
+            rows = order[start:start + count]
             width = int(lengths[rows].max())
-            logits = self.run({"input_ids": np.ascontiguousarray(ids[rows, :width]), "lengths": lengths[rows]})
-            out[rows] = softmax(logits["logits"])
+            feeds = {"input_ids": np.ascontiguousarray(ids[rows, :width]), "lengths": lengths[rows]}
+            out[rows] = self.run(feeds)["logits"]
+            start += count
         return out
+
+    def _gate_bytes(self, width: int) -> int:
+        """Bytes of float input gates the LSTM precomputes for one row of `width` tokens."""
+        return width * 4 * self.hidden * self.directions * 4
 
     def classify(self, texts: str | Sequence[str], top_k: int | None = None):
         """Labels with probabilities, most likely first: for one str a list of (label, prob),
