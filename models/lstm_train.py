@@ -15,6 +15,7 @@ from tqdm import tqdm
 
 from reelrt.models.lstm import (DEFAULT_MAX_LENGTH, PAD_ID, Checkpoint, LSTMClassifier, LSTMConfig,
                                 read_labeled_csv, train_tokenizer)
+from reelrt.runtime.errors import InputError
 from reelrt.runtime.text import encode
 
 
@@ -91,6 +92,9 @@ def accuracy(model: LSTMClassifier, tokenizer, rows: list[tuple[str, str]], labe
 def main(args: argparse.Namespace) -> int:
     texts, labels = read_labeled_csv(args.csv)
     settings = TrainSettings(**{k: v for k, v in vars(args).items() if k in TrainSettings.__dataclass_fields__})
+    for name in ("epochs", "hidden", "layers", "vocab_size", "max_length"):
+        if getattr(settings, name) < 1:
+            raise InputError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(settings, name)}")
     checkpoint = train(texts, labels, settings)
     checkpoint.save(args.out)
     m = checkpoint.metrics

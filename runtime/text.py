@@ -18,7 +18,6 @@ from .errors import BundleError, InputError
 from .model import Model
 
 DEFAULT_BATCH = 16
-GATE_BUFFER_BYTES = 1 << 20
 
 
 def load_tokenizer(bundle: Bundle) -> tuple[Tokenizer, int, int]:
@@ -74,6 +73,8 @@ class TextClassifier(Model):
 
     def __init__(self, bundle: Bundle, device: str = "auto", threads: int | None = None,
                  batch_size: int = DEFAULT_BATCH):
+        if type(batch_size) is not int or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
         super().__init__(bundle, device, threads)
         names = [s.name for s in self.manifest.inputs]
         if names != ["input_ids", "lengths"]:
@@ -86,11 +87,8 @@ class TextClassifier(Model):
         self.batch_size = batch_size
         extra = self.manifest.extra
         self.vocab_size = extra.get("vocab_size")
-        self.hidden = extra.get("hidden")
-        self.directions = 2 if extra.get("bidirectional") else 1
-        for key in ("vocab_size", "hidden"):
-            if type(extra.get(key)) is not int or extra[key] < 1:
-                raise BundleError(f"manifest.extra.{key} must be a positive integer, got {extra.get(key)!r}")
+        if type(self.vocab_size) is not int or self.vocab_size < 1:
+            raise BundleError(f"manifest.extra.vocab_size must be a positive integer, got {self.vocab_size!r}")
 
     def probabilities(self, texts: Sequence[str]) -> np.ndarray:
         """(N, classes) probabilities, in the order of `texts`."""
@@ -103,10 +101,9 @@ class TextClassifier(Model):
     def logits(self, ids: np.ndarray, lengths: np.ndarray) -> np.ndarray:
         """(N, classes) logits for token ids (N, width) int64 and lengths (N,) int32, in their order.
 
-        Rows are sorted by length and run in groups, so that short texts are not padded to
-        a long neighbour's length, and so that one run's input gates (the LSTM computes
-        them for every step of every row before its recurrence) stay within about a core's
-        L2 cache: past that, a batch of 16 long texts runs slower than four batches of 4.
+        Rows are sorted by length and run batch_size at a time, so that short texts are
+        not padded to a long neighbour's length (the LSTM would skip the padding anyway,
+        but every run costs as many steps as its longest row).
         """
         if ids.ndim != 2 or lengths.shape != ids.shape[:1]:
             raise InputError(f"ids must be (N, width) and lengths (N,), got {ids.shape} and {lengths.shape}")
@@ -116,21 +113,12 @@ class TextClassifier(Model):
             raise InputError(f"token ids must lie in 0..{self.vocab_size - 1}")
         order = np.argsort(lengths, kind="stable")
         out = np.empty((len(order), len(self.labels)), np.float32)
-        start = 0
-        while start < len(order):
-            count = min(self.batch_size, len(order) - start)
-            while count > 1 and count * self._gate_bytes(int(lengths[order[start + count - 1]])) > GATE_BUFFER_BYTES:
-                count -= 1
-            rows = order[start:start + count]
+        for start in range(0, len(order), self.batch_size):
+            rows = order[start:start + self.batch_size]
             width = int(lengths[rows].max())
             feeds = {"input_ids": np.ascontiguousarray(ids[rows, :width]), "lengths": lengths[rows]}
             out[rows] = self.run(feeds)["logits"]
-            start += count
         return out
-
-    def _gate_bytes(self, width: int) -> int:
-        """Bytes of float input gates the LSTM precomputes for one row of `width` tokens."""
-        return width * 4 * self.hidden * self.directions * 4
 
     def classify(self, texts: str | Sequence[str], top_k: int | None = None):
         """Labels with probabilities, most likely first: for one str a list of (label, prob),

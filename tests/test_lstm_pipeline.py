@@ -130,6 +130,23 @@ def test_demo_reuses_built_bundles_and_shows_answers(bundles, workdir, monkeypat
     assert "held-out accuracy" in shown and len(shown.splitlines()) == 1 + len(bench_lstm.DEMO_TEXTS)
 
 
+def test_train_command_writes_a_checkpoint(tmp_path, capsys):
+    from reelrt.cli import build_parser
+    from reelrt.models.lstm_train import main as train_main
+    small = tmp_path / "small.csv"
+    with open(FORTUNES_CSV, newline="") as src, open(small, "w", newline="") as dst:
+        csv.writer(dst).writerows(list(csv.reader(src))[:121])
+    args = build_parser().parse_args(["train", "lstm", "--csv", str(small), "--out", str(tmp_path / "s.pt"),
+                                      "--epochs", "1", "--hidden", "8", "--bidirectional", "--max-length", "16"])
+    assert train_main(args) == 0
+    loaded = Checkpoint.load(tmp_path / "s.pt")
+    assert loaded.model.config.bidirectional and loaded.model.config.hidden == 8 and loaded.max_length == 16
+    assert "held-out accuracy" in capsys.readouterr().out
+    args.epochs = 0
+    with pytest.raises(InputError, match="--epochs"):
+        train_main(args)
+
+
 def test_training_csv_errors(tmp_path):
     bad = tmp_path / "bad.csv"
     bad.write_text("sentence,category\nhello,a\n")
