@@ -193,11 +193,17 @@ def _usable(path: Path) -> bool:
 
 
 def show(bundle: Path) -> str:
+    """The bundle answering: on held-out texts with their true labels when it has some."""
+    from reelrt.quantize.lstm import read_heldout
     from reelrt.runtime import load
     classifier = load(bundle)
     m = classifier.manifest
+    heldout = read_heldout(classifier.bundle)
+    rows = [next(row for row in heldout if row[1] == label) for label in m.labels if any(r[1] == label for r in heldout)]
+    rows = rows or [(text, None) for text in DEMO_TEXTS]
     lines = [f"{bundle.name} ({m.precision}): held-out accuracy {m.validation.get('heldout_accuracy', float('nan')):.1%}"]
-    for text, result in zip(DEMO_TEXTS, classifier.classify(list(DEMO_TEXTS), top_k=1)):
+    for (text, truth), result in zip(rows, classifier.classify([text for text, _ in rows], top_k=1)):
         label, prob = result[0]
-        lines.append(f"  {label:>9} {prob:6.1%}  {text}")
+        mark = "" if truth is None else ("  (right)" if label == truth else f"  (wrong: {truth})")
+        lines.append(f"  {label:>9} {prob:6.1%}{mark}  {text[:90]}")
     return "\n".join(lines)

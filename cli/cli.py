@@ -48,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--hidden", type=int, default=128)
     t.add_argument("--layers", type=int, default=1)
     t.add_argument("--bidirectional", action="store_true")
-    t.add_argument("--vocab-size", type=int, default=4000, help="largest tokenizer vocabulary")
+    t.add_argument("--vocab-size", type=int, default=2000, help="largest tokenizer vocabulary")
     t.add_argument("--max-length", type=int, default=128, help="tokens kept per text (recorded in the bundle)")
     t.add_argument("--seed", type=int, default=0)
     t = tsub.add_parser("gpt2", help="small GPT-2 on local text files (Python's pydoc topics by default)")

@@ -26,7 +26,8 @@ class TrainSettings:
     embed_dim: int = 128
     layers: int = 1
     bidirectional: bool = False
-    vocab_size: int = 4000
+    dropout: float = 0.5
+    vocab_size: int = 2000
     max_length: int = DEFAULT_MAX_LENGTH
     batch_size: int = 32
     learning_rate: float = 3e-3
@@ -46,7 +47,7 @@ def train(texts: list[str], labels: list[str], settings: TrainSettings, progress
     label_names = sorted(set(labels))
     tokenizer = train_tokenizer(train_texts, settings.vocab_size)
     config = LSTMConfig(tokenizer.get_vocab_size(), len(label_names), settings.embed_dim, settings.hidden,
-                        settings.layers, settings.bidirectional)
+                        settings.layers, settings.bidirectional, settings.dropout)
     model = LSTMClassifier(config)
     ids, lengths = encode(tokenizer, train_texts, settings.max_length, PAD_ID)
     targets = torch.tensor([label_names.index(label) for label in train_labels])
