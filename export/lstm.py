@@ -105,9 +105,10 @@ def onnx_logits(path: Path, ids: np.ndarray, lengths: np.ndarray) -> np.ndarray:
 
 
 def torch_logits(model, ids: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """PyTorch's answer with packed sequences: each row runs for its own length."""
     import torch
     with torch.no_grad():
-        return model.eval()(torch.from_numpy(ids), torch.from_numpy(lengths.astype(np.int64))).numpy()
+        return model.eval()(torch.from_numpy(ids), torch.from_numpy(lengths.astype(np.int64)), packed=True).numpy()
 
 
 def validation_inputs(checkpoint, max_length: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

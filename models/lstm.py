@@ -7,6 +7,7 @@ its own length), a forward one reads its output at each text's last token. The e
 from __future__ import annotations
 
 import csv
+import pickle
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -55,10 +56,11 @@ class LSTMClassifier(nn.Module):
         self.dropout = nn.Dropout(config.dropout)
         self.head = nn.Linear(config.hidden * config.directions, config.num_classes)
 
-    def forward(self, input_ids: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
-        """Without `lengths` every row is taken to fill the whole sequence axis."""
+    def forward(self, input_ids: torch.Tensor, lengths: torch.Tensor | None = None, packed: bool = False) -> torch.Tensor:
+        """Without `lengths` every row is taken to fill the whole sequence axis. packed=True
+        runs packed sequences in every case (the reference exports are checked against)."""
         x = self.dropout(self.embedding(input_ids))
-        if lengths is not None and not self.config.bidirectional:
+        if lengths is not None and not self.config.bidirectional and not packed:
             # A forward LSTM's output at a text's last token has not seen the padding after it,
             # so no packing is needed (PyTorch's packed LSTM is several times slower on CPU).
             outputs, _ = self.lstm(x)
@@ -129,16 +131,17 @@ class Checkpoint:
     def load(cls, path: str | Path) -> "Checkpoint":
         try:
             doc = torch.load(path, map_location="cpu", weights_only=True)
-        except FileNotFoundError:
-            raise
-        except Exception as e:
+        except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as e:
             raise InputError(f"{path} is not a readable checkpoint: {e}") from None
         if not isinstance(doc, dict) or doc.get("format") != CHECKPOINT_FORMAT:
             raise InputError(f"{path} is not an LSTM checkpoint written by `reelrt train lstm`")
-        model = LSTMClassifier(LSTMConfig(**doc["config"]))
-        model.load_state_dict(doc["state_dict"])
-        return cls(model.eval(), Tokenizer.from_str(doc["tokenizer"]), list(doc["labels"]), int(doc["max_length"]),
-                   dict(doc["metrics"]), [tuple(row) for row in doc["heldout"]])
+        try:
+            model = LSTMClassifier(LSTMConfig(**doc["config"]))
+            model.load_state_dict(doc["state_dict"])
+            return cls(model.eval(), Tokenizer.from_str(doc["tokenizer"]), list(doc["labels"]), int(doc["max_length"]),
+                       dict(doc["metrics"]), [tuple(row) for row in doc["heldout"]])
+        except Exception as e:  # missing keys, wrong shapes; tokenizers raises a bare Exception
+            raise InputError(f"{path}: damaged LSTM checkpoint ({type(e).__name__}: {e})") from None
 
 
 def random_checkpoint(vocab_size: int, hidden: int, embed_dim: int = 128, layers: int = 1,

@@ -71,9 +71,11 @@ def test_padded_batch_equals_each_text_alone(exported):
 def test_pytorch_forward_with_lengths_ignores_padding(exported):
     model, _ = exported
     ids, lengths = padded_batch([4, 9, 2, 9], width=11)
-    with torch.no_grad():
-        padded = model(torch.from_numpy(ids), torch.from_numpy(lengths.astype(np.int64))).numpy()
-    np.testing.assert_allclose(padded, alone_in_pytorch(model, ids, lengths), atol=1e-5)
+    alone = alone_in_pytorch(model, ids, lengths)
+    for packed in (False, True):
+        with torch.no_grad():
+            padded = model(torch.from_numpy(ids), torch.from_numpy(lengths.astype(np.int64)), packed=packed).numpy()
+        np.testing.assert_allclose(padded, alone, atol=1e-5)
 
 
 @pytest.mark.parametrize("shape", [(1, 1), (1, 40), (5, 3)])

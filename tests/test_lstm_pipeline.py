@@ -50,10 +50,19 @@ def test_heldout_rows_were_never_trained_on(checkpoint):
     assert len(heldout) == checkpoint.metrics["heldout_rows"] and heldout <= set(texts)
 
 
-def test_checkpoint_round_trip(workdir, checkpoint):
+def test_checkpoint_round_trip(workdir, checkpoint, tmp_path):
+    import torch
     loaded = Checkpoint.load(workdir / "fortunes.pt")
     assert loaded.labels == checkpoint.labels and loaded.heldout == checkpoint.heldout
     assert loaded.tokenizer.to_str() == checkpoint.tokenizer.to_str()
+    doc = torch.load(workdir / "fortunes.pt", weights_only=True)
+    doc["config"]["hidden"] += 1                       # weights no longer fit the architecture
+    torch.save(doc, tmp_path / "damaged.pt")
+    with pytest.raises(InputError, match="damaged"):
+        Checkpoint.load(tmp_path / "damaged.pt")
+    torch.save({"weights": torch.zeros(2)}, tmp_path / "other.pt")
+    with pytest.raises(InputError, match="not an LSTM checkpoint"):
+        Checkpoint.load(tmp_path / "other.pt")
 
 
 def test_export_reports_the_trained_accuracy(bundles, checkpoint):
