@@ -86,6 +86,8 @@ def systems(bundles: list[Bundle], peers: set[str] | None, threads: int) -> tupl
             if "openvino" in wanted and bundle.manifest.precision == "fp32":
                 rows.append(System("openvino (fp32 bundle)", workload, "reelrt.bench.lstm:openvino_step",
                                    {"bundle": str(bundle.root), **common}, size_bytes=bundle.model_path.stat().st_size))
+    if "openvino" in wanted and not any(r.factory.endswith(":openvino_step") for r in rows):
+        skipped["openvino"] = "it runs a bundle's fp32 graph, and no fp32 bundle was given"
     return rows, skipped
 
 

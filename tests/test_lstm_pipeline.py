@@ -124,6 +124,8 @@ def test_bench_rows_share_workloads_and_run(bundles):
     for row in rows:
         if "batch 1 " in row.workload:
             assert row.build()() is None
+    rows, skipped = systems([open_bundle(bundles[1])], {"openvino"}, threads=1)
+    assert "openvino" in skipped and [r.name for r in rows] == ["reelrt int8", "reelrt int8"]
 
 
 def test_demo_reuses_built_bundles_and_shows_answers(bundles, workdir, monkeypatch):
