@@ -1,0 +1,132 @@
+"""Text classification: strings in, labels with probabilities out.
+
+The bundle carries its tokenizer (tokenizer.json, read with the `tokenizers` package) and
+the longest sequence it was made for; texts are tokenized, cut to that length, grouped
+with texts of similar length (so short texts are not padded to a long neighbour's
+length) and run in batches. The graph takes each text's length, so padding never
+changes an answer.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+from tokenizers import Tokenizer
+
+from .bundle import Bundle
+from .errors import BundleError, InputError
+from .model import Model
+
+DEFAULT_BATCH = 16
+
+
+def load_tokenizer(bundle: Bundle) -> tuple[Tokenizer, int, int]:
+    """The bundle's tokenizer, max length and pad id; BundleError when any is unusable."""
+    spec = bundle.manifest.tokenizer
+    if "path" not in spec:
+        raise BundleError("a text-classification bundle needs manifest.tokenizer.path (its tokenizer.json)")
+    max_length, pad_id = spec.get("max_length"), spec.get("pad_id")
+    if type(max_length) is not int or max_length < 1:
+        raise BundleError(f"manifest.tokenizer.max_length must be a positive integer, got {max_length!r}")
+    if type(pad_id) is not int or pad_id < 0:
+        raise BundleError(f"manifest.tokenizer.pad_id must be a non-negative integer, got {pad_id!r}")
+    try:
+        tokenizer = Tokenizer.from_file(str(bundle.path(spec["path"])))
+    except Exception as e:  # tokenizers raises a bare Exception for a malformed file
+        raise BundleError(f"{spec['path']} is not a tokenizer.json the tokenizers package can read: {e}") from None
+    tokenizer.no_truncation()
+    tokenizer.no_padding()
+    return tokenizer, max_length, pad_id
+
+
+def encode(tokenizer: Tokenizer, texts: Sequence[str], max_length: int, pad_id: int) -> tuple[np.ndarray, np.ndarray]:
+    """Token ids (N, longest kept length) padded with pad_id, and each text's length (N,) as int32.
+
+    Every text keeps its first max_length tokens. A text that is not a str, or that holds
+    no token (empty, only spaces), raises InputError naming its position.
+    """
+    for i, text in enumerate(texts):
+        if not isinstance(text, str):
+            raise InputError(f"text {i} is a {type(text).__name__}, not a str")
+    try:
+        encodings = tokenizer.encode_batch(list(texts), add_special_tokens=False)
+    except Exception as e:  # e.g. lone surrogates, which are not valid UTF-8
+        raise InputError(f"cannot tokenize the texts: {e}") from None
+    ids = [e.ids[:max_length] for e in encodings]
+    for i, row in enumerate(ids):
+        if not row:
+            raise InputError(f"text {i} ({texts[i][:40]!r}) holds no token to classify")
+    lengths = np.array([len(row) for row in ids], np.int32)
+    batch = np.full((len(ids), int(lengths.max(initial=1))), pad_id, np.int64)
+    for i, row in enumerate(ids):
+        batch[i, :len(row)] = row
+    return batch, lengths
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = np.exp(logits - logits.max(-1, keepdims=True))
+    return shifted / shifted.sum(-1, keepdims=True)
+
+
+class TextClassifier(Model):
+    """classify("Loved it") -> [(label, prob), ...]; classify([...]) -> one such list per text."""
+
+    def __init__(self, bundle: Bundle, device: str = "auto", threads: int | None = None,
+                 batch_size: int = DEFAULT_BATCH):
+        if type(batch_size) is not int or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+        super().__init__(bundle, device, threads)
+        names = [s.name for s in self.manifest.inputs]
+        if names != ["input_ids", "lengths"]:
+            raise BundleError(f"a text-classification graph takes inputs ['input_ids', 'lengths'], this one {names}")
+        classes = self.manifest.outputs[0].shape[-1]
+        if not self.manifest.labels or classes != len(self.manifest.labels):
+            raise BundleError(f"the bundle has {len(self.manifest.labels)} labels for {classes} output classes")
+        self.tokenizer, self.max_length, self.pad_id = load_tokenizer(bundle)
+        self.labels = list(self.manifest.labels)
+        self.batch_size = batch_size
+        extra = self.manifest.extra
+        self.vocab_size = extra.get("vocab_size")
+        if type(self.vocab_size) is not int or self.vocab_size < 1:
+            raise BundleError(f"manifest.extra.vocab_size must be a positive integer, got {self.vocab_size!r}")
+
+    def probabilities(self, texts: Sequence[str]) -> np.ndarray:
+        """(N, classes) probabilities, in the order of `texts`."""
+        if isinstance(texts, (str, bytes)) or not isinstance(texts, Sequence):
+            raise InputError(f"texts must be a sequence of str, got {type(texts).__name__}")
+        if not texts:
+            return np.zeros((0, len(self.labels)), np.float32)
+        return softmax(self.logits(*encode(self.tokenizer, texts, self.max_length, self.pad_id)))
+
+    def logits(self, ids: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+        """(N, classes) logits for token ids (N, width) int64 and lengths (N,) int32, in their order.
+
+        Rows are sorted by length and run batch_size at a time, so that short texts are
+        not padded to a long neighbour's length (the LSTM would skip the padding anyway,
+        but every run costs as many steps as its longest row).
+        """
+        if ids.ndim != 2 or lengths.shape != ids.shape[:1]:
+            raise InputError(f"ids must be (N, width) and lengths (N,), got {ids.shape} and {lengths.shape}")
+        if len(lengths) and (lengths.min() < 1 or lengths.max() > ids.shape[1]):
+            raise InputError(f"lengths must lie in 1..{ids.shape[1]} (the width of ids)")
+        if ids.size and (ids.min() < 0 or ids.max() >= self.vocab_size):
+            raise InputError(f"token ids must lie in 0..{self.vocab_size - 1}")
+        order = np.argsort(lengths, kind="stable")
+        out = np.empty((len(order), len(self.labels)), np.float32)
+        for start in range(0, len(order), self.batch_size):
+            rows = order[start:start + self.batch_size]
+            width = int(lengths[rows].max())
+            feeds = {"input_ids": np.ascontiguousarray(ids[rows, :width]), "lengths": lengths[rows]}
+            out[rows] = self.run(feeds)["logits"]
+        return out
+
+    def classify(self, texts: str | Sequence[str], top_k: int | None = None):
+        """Labels with probabilities, most likely first: for one str a list of (label, prob),
+        for a sequence of str one such list per text. top_k=None returns every label."""
+        single = isinstance(texts, str)
+        if top_k is not None and (type(top_k) is not int or top_k < 1):
+            raise InputError(f"top_k must be a positive int or None, got {top_k!r}")
+        probs = self.probabilities([texts] if single else texts)
+        k = min(top_k or len(self.labels), len(self.labels))
+        results = [[(self.labels[j], float(p[j])) for j in np.argsort(-p, kind="stable")[:k]] for p in probs]
+        return results[0] if single else results
