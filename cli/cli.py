@@ -99,7 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="directory for results.json, results.md and results.png")
     p.add_argument("--json", default=None, help="also write the JSON here")
     p.add_argument("--iterations", type=int, default=None,
-                   help="timed rounds (default: 50 rounds or 20 s per system, whichever ends first)")
+                   help="timed calls per system, rounded up to blocks of 4 (default: 50, or 20 s per system, whichever ends first)")
     p.add_argument("--seconds", type=float, default=None, help="time budget per system instead of iterations")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--warmup", type=int, default=3, help="untimed rounds before measuring")
