@@ -54,3 +54,10 @@ def _private_cache(tmp_path_factory, monkeypatch):
 @pytest.fixture
 def tiny_bundle(tmp_path) -> Path:
     return make_tiny_bundle(tmp_path / "tiny")
+
+
+@pytest.fixture(scope="session")
+def gpt2_tiny_bundle(tmp_path_factory) -> Path:
+    """A validated fp32 bundle of the tiny random GPT-2 config, built once per test session."""
+    from reelrt.export.gpt2 import export
+    return export(tmp_path_factory.mktemp("gpt2") / "tiny", config="tiny", threads=1)
