@@ -90,6 +90,7 @@ def save_checkpoint(model: "GPT2LMHeadModel", tokenizer: "Tokenizer", out: str |
     """Write a transformers checkpoint directory with its tokenizer, loadable by transformers and Optimum."""
     from transformers import PreTrainedTokenizerFast
     out = Path(out)
+    model.config.n_ctx = model.config.n_positions  # llama.cpp's GGUF converter reads n_ctx
     model.save_pretrained(out)
     PreTrainedTokenizerFast(tokenizer_object=tokenizer, eos_token=EOS_TOKEN, bos_token=EOS_TOKEN,
                             unk_token=EOS_TOKEN).save_pretrained(out)

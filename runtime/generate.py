@@ -107,19 +107,24 @@ class TextGenerator(Model):
         stop_token_ids defaults to the end-of-text token; pass () to always run max_new_tokens."""
         single = len(ids) > 0 and all(_is_int(t) for t in ids)
         rows = [list(ids)] if single else [list(r) for r in ids] if ids and all(isinstance(r, Sequence) for r in ids) else None
-        if not rows:
-            raise InputError("ids must be a non-empty list of token ids, or a list of such lists")
-        for row in rows:
-            if not row or not all(_is_int(t) and 0 <= t < self.vocab_size for t in row):
-                raise InputError(f"every prompt must be a non-empty list of token ids in [0, {self.vocab_size})")
-        request = self._request(rows, max_new_tokens, temperature, top_k, top_p, repetition_penalty, seed,
-                                stop_token_ids, truncate, text=False)
-        generated: list[list[int]] = [[] for _ in rows]
-        for step in self._steps(request, [False] * len(rows)):
+        request = self._id_request(rows, max_new_tokens, temperature, top_k, top_p, repetition_penalty, seed,
+                                   stop_token_ids, truncate)
+        generated: list[list[int]] = [[] for _ in request.rows]
+        for step in self._steps(request, [False] * len(request.rows)):
             for r, token in enumerate(step):
                 if token is not None:
                     generated[r].append(token)
         return generated[0] if single else generated
+
+    def stream_ids(self, ids: Sequence[int], max_new_tokens: int | None = None, *, temperature: float | None = None,
+                   top_k: int | None = None, top_p: float | None = None, repetition_penalty: float | None = None,
+                   seed: int | None = None, stop_token_ids: Sequence[int] | None = None,
+                   truncate: bool = False) -> Iterator[int]:
+        """Yield new token ids one by one as `generate_ids` would return them (one prompt)."""
+        rows = [list(ids)] if len(ids) > 0 and all(_is_int(t) for t in ids) else None
+        request = self._id_request(rows, max_new_tokens, temperature, top_k, top_p, repetition_penalty, seed,
+                                   stop_token_ids, truncate)
+        return (token for (token,) in self._steps(request, [False]))
 
     # ---- the shared loop -----------------------------------------------------------------
 
@@ -127,6 +132,16 @@ class TextGenerator(Model):
         if not isinstance(prompt, str) or not prompt:
             raise InputError("every prompt must be a non-empty string")
         return self.tokenizer.encode(prompt).ids
+
+    def _id_request(self, rows, max_new_tokens, temperature, top_k, top_p, repetition_penalty, seed, stop_token_ids,
+                    truncate: bool) -> _Request:
+        if not rows:
+            raise InputError("ids must be a non-empty list of token ids, or a list of such lists")
+        for row in rows:
+            if not row or not all(_is_int(t) and 0 <= t < self.vocab_size for t in row):
+                raise InputError(f"every prompt must be a non-empty list of token ids in [0, {self.vocab_size})")
+        return self._request(rows, max_new_tokens, temperature, top_k, top_p, repetition_penalty, seed,
+                             stop_token_ids, truncate, text=False)
 
     def _request(self, rows, max_new_tokens, temperature, top_k, top_p, repetition_penalty, seed, stop_token_ids,
                  truncate: bool, text: bool) -> _Request:

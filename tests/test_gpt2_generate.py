@@ -147,3 +147,11 @@ def test_cli_run_streams_a_prompt(gpt2_tiny_bundle, capsys, gen):
     from reelrt.cli import main
     assert main(["run", str(gpt2_tiny_bundle), "--prompt", PROMPT, "--max-new-tokens", "12", "--threads", "1"]) == 0
     assert capsys.readouterr().out == PROMPT + gen.generate(PROMPT, max_new_tokens=12) + "\n"
+
+
+def test_stream_ids_yields_what_generate_ids_returns(gen):
+    ids = gen.tokenizer.encode(PROMPT).ids
+    options = dict(max_new_tokens=20, temperature=0.7, seed=4, stop_token_ids=())
+    assert list(gen.stream_ids(ids, **options)) == gen.generate_ids(ids, **options)
+    with pytest.raises(InputError):
+        gen.stream_ids([])
