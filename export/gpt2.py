@@ -55,7 +55,7 @@ def export(out: str | Path, checkpoint: str | Path | None = None, config: str | 
     eos = tokenizer.token_to_id(gpt2.EOS_TOKEN)
     random_weights = checkpoint is None
 
-    from reelrt.export.gpt2_graph import build_decoder, expected_fused_counts, fused_counts
+    from reelrt.export.gpt2_graph import build_decoder, expected_fused_counts, fused_counts, streamed_weight_bytes
     weights = {k: v.detach().float().numpy() for k, v in model.state_dict().items()}
     graph = build_decoder(weights, cfg.n_layer, cfg.n_head, cfg.layer_norm_epsilon, max_context)
     del weights
@@ -63,7 +63,8 @@ def export(out: str | Path, checkpoint: str | Path | None = None, config: str | 
     if counts != expected_fused_counts(cfg.n_layer):
         raise ValidationError(f"fused operators {counts}, expected {expected_fused_counts(cfg.n_layer)}")
     facts = {"n_layer": cfg.n_layer, "n_head": cfg.n_head, "n_embd": cfg.n_embd, "head_dim": cfg.n_embd // cfg.n_head,
-             "vocab_size": cfg.vocab_size, "max_context": max_context, "eos_token_id": eos, "fused_ops": counts}
+             "vocab_size": cfg.vocab_size, "max_context": max_context, "eos_token_id": eos, "fused_ops": counts,
+             "weight_bytes_per_token": streamed_weight_bytes(graph)}
 
     with BundleWriter(out) as w:
         _save_onnx(graph, w.dir / "model.onnx")
@@ -77,7 +78,8 @@ def export(out: str | Path, checkpoint: str | Path | None = None, config: str | 
             tokenizer={"path": "tokenizer.json", "kind": "byte-level-bpe", "vocab_size": tokenizer.get_vocab_size(),
                        "eos_token_id": eos},
             generation={"max_new_tokens": 64, "temperature": 0.0, "top_k": 0, "top_p": 1.0, "repetition_penalty": 1.0},
-            provenance=provenance(source, checkpoint, config=cfg.to_dict() if random_weights else None),
+            provenance=provenance(source, Path(checkpoint).resolve() if checkpoint else None,
+                                  **({"random_config": config, "seed": seed} if random_weights else {})),
             validation=validation, extra=facts))
 
 

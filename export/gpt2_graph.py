@@ -39,6 +39,16 @@ def fused_counts(model: onnx.ModelProto) -> dict[str, int]:
     return {k: v for k, v in counts.items() if v}
 
 
+def streamed_weight_bytes(model: onnx.ModelProto) -> int:
+    """Bytes of weights one decode step reads: every initializer except the embedding tables, of
+    which a step gathers one row (the numerator of the memory-bandwidth floor)."""
+    total = 0
+    for init in model.graph.initializer:
+        if not init.name.startswith(("wte", "wpe")):
+            total += len(init.raw_data) if init.HasField("raw_data") else onnx.numpy_helper.to_array(init).nbytes
+    return total
+
+
 def build_decoder(weights: dict[str, np.ndarray], n_layer: int, n_head: int, eps: float, max_context: int) -> onnx.ModelProto:
     """The decoder graph from a transformers GPT2LMHeadModel state dict (as float32 numpy arrays)."""
     wte = weights["transformer.wte.weight"]

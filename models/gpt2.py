@@ -22,7 +22,7 @@ CONFIGS: dict[str, dict] = {
     "gpt2": dict(n_layer=12, n_head=12, n_embd=768, vocab_size=50257, n_positions=1024),
     "gpt2-medium": dict(n_layer=24, n_head=16, n_embd=1024, vocab_size=50257, n_positions=1024),
     "distilgpt2": dict(n_layer=6, n_head=12, n_embd=768, vocab_size=50257, n_positions=1024),
-    "tiny": dict(n_layer=2, n_head=4, n_embd=64, vocab_size=1000, n_positions=128),
+    "tiny": dict(n_layer=2, n_head=4, n_embd=64, vocab_size=1000, n_positions=256),
 }
 EOS_TOKEN = "<|endoftext|>"
 

@@ -81,7 +81,7 @@ def validate(src: Bundle, dst_model: Path, precision: str) -> dict:
     import onnx
 
     from reelrt.export.gpt2 import open_decoder
-    from reelrt.export.gpt2_graph import fused_counts
+    from reelrt.export.gpt2_graph import fused_counts, streamed_weight_bytes
     from reelrt.models.gpt2 import training_text
     from reelrt.runtime.generate import load_tokenizer
     facts = src.manifest.extra
@@ -97,8 +97,9 @@ def validate(src: Bundle, dst_model: Path, precision: str) -> dict:
                f"perplexity_{precision}": perplexity(candidate[:-1], targets)}
     quality["perplexity_change"] = round(quality[f"perplexity_{precision}"] / quality["perplexity_fp32"] - 1, 5)
     quality["meaningful"] = not random_weights  # random weights: near-tied logits, quality says nothing
-    counts = fused_counts(onnx.load(str(dst_model), load_external_data=False))
-    return {"against_fp32": cmp.to_json(), "quality": quality, "fused_ops": counts}
+    graph = onnx.load(str(dst_model))
+    return {"against_fp32": cmp.to_json(), "quality": quality, "fused_ops": fused_counts(graph),
+            "weight_bytes_per_token": streamed_weight_bytes(graph)}
 
 
 def teacher_forced_logits(decoder, ids: list[int]) -> np.ndarray:
