@@ -82,10 +82,13 @@ class TextGenerator(Model):
                 if token is None:
                     continue
                 generated[r].append(token)
-                texts[r] = self.tokenizer.decode(generated[r], skip_special_tokens=False)
-                cut = _first_stop(texts[r], stops)
-                if cut is not None:
-                    texts[r], done[r] = texts[r][:cut], True
+                if stops:  # the whole text each step: a stop string may span tokens
+                    texts[r] = self.tokenizer.decode(generated[r], skip_special_tokens=False)
+                    cut = _first_stop(texts[r], stops)
+                    if cut is not None:
+                        texts[r], done[r] = texts[r][:cut], True
+        if not stops:
+            texts = [self.tokenizer.decode(g, skip_special_tokens=False) for g in generated]
         return texts[0] if isinstance(prompt, str) else texts
 
     def stream(self, prompt: str, max_new_tokens: int | None = None, *, temperature: float | None = None,
@@ -105,8 +108,7 @@ class TextGenerator(Model):
                      stop_token_ids: Sequence[int] | None = None, truncate: bool = False) -> list[int] | list[list[int]]:
         """Token ids in, new token ids out (the stop token excluded), for engines with their own tokenizer.
         stop_token_ids defaults to the end-of-text token; pass () to always run max_new_tokens."""
-        single = len(ids) > 0 and all(_is_int(t) for t in ids)
-        rows = [list(ids)] if single else [list(r) for r in ids] if ids and all(isinstance(r, Sequence) for r in ids) else None
+        single, rows = _id_rows(ids)
         request = self._id_request(rows, max_new_tokens, temperature, top_k, top_p, repetition_penalty, seed,
                                    stop_token_ids, truncate)
         generated: list[list[int]] = [[] for _ in request.rows]
@@ -121,8 +123,8 @@ class TextGenerator(Model):
                    seed: int | None = None, stop_token_ids: Sequence[int] | None = None,
                    truncate: bool = False) -> Iterator[int]:
         """Yield new token ids one by one as `generate_ids` would return them (one prompt)."""
-        rows = [list(ids)] if len(ids) > 0 and all(_is_int(t) for t in ids) else None
-        request = self._id_request(rows, max_new_tokens, temperature, top_k, top_p, repetition_penalty, seed,
+        single, rows = _id_rows(ids)
+        request = self._id_request(rows if single else None, max_new_tokens, temperature, top_k, top_p, repetition_penalty, seed,
                                    stop_token_ids, truncate)
         return (token for (token,) in self._steps(request, [False]))
 
@@ -232,6 +234,20 @@ def load_tokenizer(bundle: Bundle) -> Tokenizer:
         raise
     except Exception as e:  # tokenizers raises plain Exceptions for unreadable files
         raise BundleError(f"cannot read the bundle's tokenizer: {e}") from None
+
+
+def _id_rows(ids) -> tuple[bool, list[list] | None]:
+    """(is one prompt, the prompts as lists) from a list of ids, a list of lists or a numpy array;
+    None where it is neither (the request check turns that into an InputError)."""
+    if isinstance(ids, np.ndarray):
+        ids = ids.tolist()
+    if not isinstance(ids, (list, tuple)) or not ids:
+        return False, None
+    if all(_is_int(t) for t in ids):
+        return True, [list(ids)]
+    if all(isinstance(r, (list, tuple, np.ndarray)) for r in ids):
+        return False, [list(r.tolist() if isinstance(r, np.ndarray) else r) for r in ids]
+    return False, None
 
 
 def _is_int(x) -> bool:

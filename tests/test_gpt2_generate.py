@@ -60,6 +60,7 @@ def test_batch_results_equal_single_results(gen, options):
 
 def test_generate_ids_runs_to_max_new_tokens_without_stop_ids(gen):
     assert len(gen.generate_ids([1, 2, 3], max_new_tokens=17, stop_token_ids=())) == 17
+    assert gen.generate_ids(np.array([1, 2, 3]), max_new_tokens=9) == gen.generate_ids([1, 2, 3], max_new_tokens=9)
 
 
 def test_stop_token_ends_generation(gen):
@@ -121,6 +122,10 @@ def test_prompt_longer_than_the_context_needs_explicit_truncation(gen):
     lambda g: g.generate_ids([1, -1]),
     lambda g: g.generate_ids([[1], []]),
     lambda g: g.generate_ids([1, 2], stop_token_ids=["a"]),
+    lambda g: g.generate_ids(5),
+    lambda g: g.generate_ids("abc"),
+    lambda g: g.generate_ids([[1, 2], 3]),
+    lambda g: g.stream_ids([[1, 2]]),
 ])
 def test_bad_input_raises_input_error(gen, call):
     with pytest.raises(InputError):
