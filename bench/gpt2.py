@@ -311,6 +311,29 @@ def _converter_missing() -> str | None:
     return None
 
 
+COLD_START = """
+import sys, time, resource
+from reelrt.runtime import load
+from reelrt.bench.gpt2 import prompt_ids, NEW_TOKENS
+gen = load(sys.argv[1], threads=int(sys.argv[2]))
+ids = prompt_ids(gen.text_vocab)
+next(iter(gen.stream_ids(ids, 1, stop_token_ids=())))
+first = time.time()
+for _ in gen.stream_ids(ids, NEW_TOKENS, stop_token_ids=()):
+    pass
+print(first, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+"""
+
+
+def cold_start(bundle: str, threads: int) -> dict:
+    """Process start to first token (s) and peak RSS (MB) over a whole generation, in a fresh process."""
+    start = time.time()
+    run = subprocess.run([sys.executable, "-c", COLD_START, bundle, str(threads)], capture_output=True, text=True,
+                         check=True)
+    first, rss_kb = run.stdout.split()
+    return {"start_to_first_token_s": round(float(first) - start, 3), "peak_rss_mb": round(int(rss_kb) / 1024, 1)}
+
+
 # ---- a command anyone can re-run ------------------------------------------------------------
 
 def main(argv: list[str] | None = None) -> int:
@@ -337,6 +360,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{r.system.name:34s} ttft {x['ttft_ms']:7.1f} ms  decode {x['decode_ms_per_token']:6.2f} ms/token"
               f" (p90 {x['decode_p90_ms']:6.2f})  {x['tokens_per_s']:6.1f} tok/s"
               + (f"  floor {x['floor_ms_per_token']:.2f}" if "floor_ms_per_token" in x else ""))
+    for row in table:
+        if row["system"].startswith("reelrt"):
+            bundle = next(s.kwargs["bundle"] for s in rows if s.name == row["system"] and s.workload == row["workload"])
+            row.update(cold_start(bundle, args.threads))
+            print(f"{row['system']:34s} start to first token {row['start_to_first_token_s']:.3f} s,"
+                  f" peak RSS {row['peak_rss_mb']:.0f} MB, model {row['size_mb']} MB")
     for peer, reason in skipped.items():
         print(f"skipped {peer}: {reason}")
     if args.json:
