@@ -55,7 +55,7 @@ def export(out: str | Path, checkpoint: str | Path | None = None, config: str | 
     eos = tokenizer.token_to_id(gpt2.EOS_TOKEN)
     random_weights = checkpoint is None
 
-    from reelrt.export.gpt2_graph import build_decoder, expected_fused_counts, fused_counts, streamed_weight_bytes
+    from reelrt.export.gpt2_graph import build_decoder, expected_fused_counts, fused_counts, save, streamed_weight_bytes
     weights = {k: v.detach().float().numpy() for k, v in model.state_dict().items()}
     graph = build_decoder(weights, cfg.n_layer, cfg.n_head, cfg.layer_norm_epsilon, max_context)
     del weights
@@ -67,7 +67,7 @@ def export(out: str | Path, checkpoint: str | Path | None = None, config: str | 
              "weight_bytes_per_token": streamed_weight_bytes(graph)}
 
     with BundleWriter(out) as w:
-        _save_onnx(graph, w.dir / "model.onnx")
+        save(graph, w.dir / "model.onnx")
         del graph
         tokenizer.save(str(w.dir / "tokenizer.json"))
         validation = validate(model, w.dir / "model.onnx", facts, tokenizer.encode(VALIDATION_PROMPT).ids,
@@ -81,15 +81,6 @@ def export(out: str | Path, checkpoint: str | Path | None = None, config: str | 
             provenance=provenance(source, Path(checkpoint).resolve() if checkpoint else None,
                                   **({"random_config": config, "seed": seed} if random_weights else {})),
             validation=validation, extra=facts))
-
-
-def _save_onnx(graph, path: Path) -> None:
-    import onnx
-    if graph.ByteSize() < (1 << 31) - (1 << 26):
-        onnx.save_model(graph, str(path))
-    else:  # protobuf cannot hold 2 GB: weights go to one external file beside the graph
-        onnx.save_model(graph, str(path), save_as_external_data=True, all_tensors_to_one_file=True,
-                        location=path.name + ".data", size_threshold=1024)
 
 
 def decoder_inputs(facts: dict) -> list[TensorSpec]:

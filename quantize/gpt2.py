@@ -61,7 +61,7 @@ def write_quantized(src_model: Path, dst_model: Path, bits: int, block_size: int
     from onnxruntime.quantization import QuantFormat
     from onnxruntime.quantization.matmul_nbits_quantizer import DefaultWeightOnlyQuantConfig, MatMulNBitsQuantizer
 
-    from reelrt.export.gpt2_graph import fused_counts
+    from reelrt.export.gpt2_graph import fused_counts, save
     # it logs every node at INFO and warns that it raises the opset to 21 for int4 (as intended)
     logging.getLogger("onnxruntime.quantization.matmul_nbits_quantizer").setLevel(logging.ERROR)
     ops = ("MatMul", "Gather") if bits == 4 else ("MatMul",)
@@ -76,7 +76,7 @@ def write_quantized(src_model: Path, dst_model: Path, bits: int, block_size: int
     model = quantizer.model.model
     if bits == 8:
         quantize_embedding_int8(model, block_size)
-    onnx.save_model(model, str(dst_model))
+    save(model, dst_model)
     return fused_counts(model)
 
 

@@ -39,7 +39,7 @@ def test_every_matmul_and_the_lm_head_are_weight_only_quantized(quantized, gpt2_
     assert counts["GatherBlockQuantized"] == 1  # the token embedding
     bits = {a.i for n in graph.graph.node if n.op_type == "MatMulNBits" for a in n.attribute if a.name == "bits"}
     assert bits == {int(precision[3:])}
-    assert (quantized[precision] / "model.onnx").stat().st_size < (gpt2_tiny_bundle / "model.onnx").stat().st_size
+    assert (quantized[precision] / "model.onnx.data").stat().st_size < (gpt2_tiny_bundle / "model.onnx.data").stat().st_size
 
 
 def test_settings_and_quality_are_recorded(quantized):
