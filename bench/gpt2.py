@@ -201,10 +201,15 @@ def _hf_step(model, ids: list[int]) -> Step:
 
 
 def llama_generation(gguf: str, threads: int) -> Step:
-    from llama_cpp import Llama
-    llm = Llama(model_path=gguf, n_ctx=PROMPT_TOKENS + NEW_TOKENS + 8, n_batch=PROMPT_TOKENS, n_threads=threads,
-                n_threads_batch=threads, verbose=False)
-    ids = prompt_ids(llm.n_vocab())
+    """llama.cpp's own decode loop step by step; greedy is an argmax over its last logits, as ours."""
+    import llama_cpp
+    llm = llama_cpp.Llama(model_path=gguf, n_ctx=PROMPT_TOKENS + NEW_TOKENS + 8, n_batch=PROMPT_TOKENS,
+                          n_threads=threads, n_threads_batch=threads, verbose=False)
+    vocab = llm.n_vocab()
+    ids = prompt_ids(vocab)  # the GGUF vocabulary is the tokenizer's: the same ids as the other rows
+
+    def next_token() -> int:
+        return int(np.argmax(np.ctypeslib.as_array(llama_cpp.llama_get_logits(llm.ctx), shape=(vocab,))))
 
     def step() -> dict:
         llm.reset()
@@ -212,7 +217,7 @@ def llama_generation(gguf: str, threads: int) -> Step:
         llm.eval(ids)
         stamps = []
         for _ in range(NEW_TOKENS):
-            token = int(np.argmax(llm.scores[llm.n_tokens - 1]))
+            token = next_token()
             stamps.append(time.perf_counter())
             llm.eval([token])
         return _metrics(start, stamps)
