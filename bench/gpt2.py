@@ -102,7 +102,7 @@ def demo(workdir: Path) -> list[Path]:
     try:
         open_bundle(int4)
     except BundleError:
-        quantize_int4(open_bundle(fp32), argparse.Namespace(out=str(int4), block_size=32, accuracy_level=None))
+        quantize_int4(open_bundle(fp32), argparse.Namespace(out=str(int4), block_size=None, accuracy_level=None))
     return [fp32, int4]
 
 

