@@ -22,7 +22,7 @@ from .backends import OrtBackend
 from .bundle import Bundle
 from .decoder import KVDecoder
 from .detokenize import Detokenizer
-from .errors import BundleError, InputError, ReelrtError
+from .errors import BackendUnavailableError, BundleError, InputError, ReelrtError
 from .model import Model
 from .sampling import SamplingParams, next_token
 from .session import create_session
@@ -42,6 +42,10 @@ class TextGenerator(Model):
     """A GPT-2 bundle that writes text. Parameters left as None take the manifest's defaults."""
 
     def __init__(self, bundle: Bundle, device: str = "auto", threads: int | None = None):
+        if device not in ("auto", "cpu"):
+            # the cache lives in host memory bound by IO binding, and the fp32 graph's
+            # GroupQueryAttention has no CUDA kernel (CUDA's takes fp16/bf16)
+            raise BackendUnavailableError(f"GPT-2 bundles run on the CPU; device={device!r} is not supported")
         self.bundle = bundle
         self.manifest = m = bundle.manifest
         try:
@@ -55,7 +59,7 @@ class TextGenerator(Model):
         except Exception as e:  # a missing fact, a bad type, a tokenizer file tokenizers cannot read
             raise BundleError(f"not a usable GPT-2 bundle: {type(e).__name__}: {e}") from None
         self.text_vocab = min(self.tokenizer.get_vocab_size(), self.vocab_size)
-        session = create_session(bundle.model_path, m.artifacts[m.model].sha256, device=device, threads=threads)
+        session = create_session(bundle.model_path, m.artifacts[m.model].sha256, device="cpu", threads=threads)
         self.backend = OrtBackend(session)
         self.decoder = KVDecoder(session, self.n_layer, n_head, head_dim, self.max_context, self.vocab_size)
         self.defaults = m.generation

@@ -142,6 +142,12 @@ def test_detokenizer_never_splits_a_character(gen):
     assert len(ids) > len(text.split())  # the multi-byte characters really were split over tokens
 
 
+def test_generation_runs_on_the_cpu_only(gpt2_tiny_bundle):
+    from reelrt.runtime import BackendUnavailableError
+    with pytest.raises(BackendUnavailableError):
+        load(gpt2_tiny_bundle, device="cuda")
+
+
 def test_stop_prefix_hold_back():
     assert _stop_prefix_length("hello wor", ["world"]) == 3
     assert _stop_prefix_length("hello", ["xyz"]) == 0
