@@ -83,3 +83,10 @@ def make_tiny_cnn_bundle(out: Path, channel_order: str = "RGB") -> Path:
 @pytest.fixture(scope="session")
 def tiny_cnn_bundle(tmp_path_factory) -> Path:
     return make_tiny_cnn_bundle(tmp_path_factory.mktemp("cnn") / "tiny-cnn")
+
+
+@pytest.fixture(scope="session")
+def gpt2_tiny_bundle(tmp_path_factory) -> Path:
+    """A validated fp32 bundle of the tiny random GPT-2 config, built once per test session."""
+    from reelrt.export.gpt2 import export
+    return export(tmp_path_factory.mktemp("gpt2") / "tiny", config="tiny", threads=1)
