@@ -106,6 +106,8 @@ class TextClassifier(Model):
         not padded to a long neighbour's length (the LSTM would skip the padding anyway,
         but every run costs as many steps as its longest row).
         """
+        if not isinstance(ids, np.ndarray) or not isinstance(lengths, np.ndarray):
+            raise InputError(f"ids and lengths must be numpy arrays, got {type(ids).__name__} and {type(lengths).__name__}")
         if ids.ndim != 2 or lengths.shape != ids.shape[:1]:
             raise InputError(f"ids must be (N, width) and lengths (N,), got {ids.shape} and {lengths.shape}")
         if len(lengths) and (lengths.min() < 1 or lengths.max() > ids.shape[1]):
