@@ -27,6 +27,7 @@ from .report import Run, write
 DEFAULT_ITERATIONS = 50
 DEFAULT_SECONDS = 20.0       # per system, when neither --iterations nor --seconds is given
 CHILD_TIMEOUT = 300.0
+BLOCK = 4                    # timed calls per turn, after one untimed call (see harness.interleave)
 
 
 class FamilyUnavailable(ReelrtError):
@@ -123,11 +124,12 @@ def run_benchmark(bundles: list[Bundle], peers: set[str] | None, threads: int, *
         family = group[0][0]
         rows = [s for _, s in group]
         errors: dict[str, str] = {}
-        with tqdm(total=iterations, desc=f"{workload} ({len(rows)} systems)", unit="round", file=sys.stderr,
+        rounds = -(-iterations // BLOCK) if iterations else None
+        with tqdm(total=rounds, desc=f"{workload} ({len(rows)} systems)", unit="round", file=sys.stderr,
                   leave=False) as bar:
             try:
-                results = measure(rows, warmup, iterations, seconds * len(rows) if seconds else None,
-                                  on_round=lambda _: bar.update(1), errors=errors)
+                results = measure(rows, warmup, rounds, seconds * len(rows) if seconds else None,
+                                  on_round=lambda _: bar.update(1), errors=errors, block=BLOCK)
             except Exception as e:
                 errors = {"(all)": one_line(e)}
                 results = []

@@ -109,12 +109,18 @@ class Result:
 
 
 def interleave(steps: list[Step], warmup: int, iterations: int | None, seconds: float | None,
-               on_round: Callable[[int], None] | None = None) -> tuple[list[list[float]], list[list[dict]]]:
+               on_round: Callable[[int], None] | None = None, block: int = 1) -> tuple[list[list[float]], list[list[dict]]]:
     """Run A B C A B C ... so that drift of the machine hits every system alike.
 
+    With block > 1 each turn is one untimed call followed by `block` timed ones: ONNX
+    Runtime's worker threads spin for a while after a run, and on a 2-core machine that
+    tail would otherwise be charged to whichever system runs next.
     Stops after `iterations` rounds, or once `seconds` of wall time have passed (at least
-    5 rounds), whichever comes first. Returns per-step latencies (ms) and returned metrics.
+    5 timed calls per system), whichever comes first. Returns per-step latencies (ms) and
+    returned metrics.
     """
+    if iterations is None and seconds is None:
+        raise ValueError("give iterations or seconds")
     for _ in range(warmup):
         for step in steps:
             step()
@@ -124,25 +130,27 @@ def interleave(steps: list[Step], warmup: int, iterations: int | None, seconds: 
     rounds = 0
     while True:
         for i, step in enumerate(steps):
-            t0 = time.perf_counter()
-            extra = step()
-            times[i].append((time.perf_counter() - t0) * 1e3)
-            if extra:
-                metrics[i].append(extra)
+            if block > 1:
+                step()
+            for _ in range(block):
+                t0 = time.perf_counter()
+                extra = step()
+                times[i].append((time.perf_counter() - t0) * 1e3)
+                if extra:
+                    metrics[i].append(extra)
         rounds += 1
         if on_round:
             on_round(rounds)
         if iterations is not None and rounds >= iterations:
             break
-        if seconds is not None and rounds >= 5 and time.perf_counter() - start >= seconds:
+        if seconds is not None and rounds * block >= 5 and time.perf_counter() - start >= seconds:
             break
-        if iterations is None and seconds is None:
-            raise ValueError("give iterations or seconds")
     return times, metrics
 
 
 def measure(systems: list[System], warmup: int = 3, iterations: int | None = 50, seconds: float | None = None,
-            on_round: Callable[[int], None] | None = None, errors: dict[str, str] | None = None) -> list[Result]:
+            on_round: Callable[[int], None] | None = None, errors: dict[str, str] | None = None,
+            block: int = 1) -> list[Result]:
     """Build every system, time them interleaved, return their statistics in the same order.
 
     With `errors`, a system whose factory raises is left out and its error recorded there
@@ -158,7 +166,7 @@ def measure(systems: list[System], warmup: int = 3, iterations: int | None = 50,
             errors[system.name] = one_line(e)
     if not built:
         return []
-    times, metrics = interleave([step for _, step in built], warmup, iterations, seconds, on_round)
+    times, metrics = interleave([step for _, step in built], warmup, iterations, seconds, on_round, block)
     results = []
     for (system, _), t, m in zip(built, times, metrics):
         keys = sorted({k for d in m for k in d})

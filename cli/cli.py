@@ -65,7 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--calibration", help="CNN int8: folder of images or an .npy array (N,H,W,3 uint8 or N,C,H,W float)")
     p.add_argument("--method", choices=["minmax", "percentile", "entropy"], default=None,
                    help="CNN int8 calibration method (default: the family's measured best)")
-    p.add_argument("--block-size", type=int, default=32, help="int4: weights per quantization block")
+    p.add_argument("--block-size", type=int, default=None,
+                   help="int4/int8 weight-only: weights per quantization block (default: the family's measured best)")
     p.add_argument("--accuracy-level", type=int, default=None, choices=[0, 1, 2, 3, 4],
                    help="int4: MatMulNBits compute precision (4 = int8 activations, fastest on x86)")
 
@@ -99,7 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="directory for results.json, results.md and results.png")
     p.add_argument("--json", default=None, help="also write the JSON here")
     p.add_argument("--iterations", type=int, default=None,
-                   help="timed rounds (default: 50 rounds or 20 s per system, whichever ends first)")
+                   help="timed calls per system, rounded up to blocks of 4 (default: 50, or 20 s per system, whichever ends first)")
     p.add_argument("--seconds", type=float, default=None, help="time budget per system instead of iterations")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--warmup", type=int, default=3, help="untimed rounds before measuring")

@@ -68,21 +68,7 @@ def run(args: argparse.Namespace) -> int:
     from . import load
     model = load(args.bundle, device=args.device, threads=args.threads)
     task = model.manifest.task
-    if task == "image-classification":
-        if not args.image:
-            raise InputError("this bundle classifies images: pass --image FILE")
-        for path, result in zip(args.image, model.classify(args.image, top_k=args.top_k or 5)):
-            print(path)
-            for label, prob in result:
-                print(f"  {prob:7.2%}  {label}")
-    elif task == "text-classification":
-        if not args.text:
-            raise InputError("this bundle classifies text: pass --text \"...\"")
-        for text, result in zip(args.text, model.classify(args.text, top_k=args.top_k or 3)):
-            print(text)
-            for label, prob in result:
-                print(f"  {prob:7.2%}  {label}")
-    else:
+    if task == "text-generation":
         if args.prompt is None:
             raise InputError("this bundle generates text: pass --prompt \"...\"")
         sys.stdout.write(args.prompt)
@@ -91,4 +77,14 @@ def run(args: argparse.Namespace) -> int:
             sys.stdout.write(piece)
             sys.stdout.flush()
         sys.stdout.write("\n")
+        return 0
+    # classifiers: (the option that feeds them, how to ask for it, default top-k)
+    items, hint, top_k = ((args.image, "images: pass --image FILE", 5) if task == "image-classification"
+                          else (args.text, 'text: pass --text "..."', 3))
+    if not items:
+        raise InputError(f"this bundle classifies {hint}")
+    for item, result in zip(items, model.classify(items, top_k=args.top_k or top_k)):
+        print(item)
+        for label, prob in result:
+            print(f"  {prob:7.2%}  {label}")
     return 0

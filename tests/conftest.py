@@ -102,3 +102,10 @@ def make_tiny_text_bundle(out: Path) -> Path:
 @pytest.fixture(scope="session")
 def tiny_text_bundle(tmp_path_factory) -> Path:
     return make_tiny_text_bundle(tmp_path_factory.mktemp("text") / "tiny-text")
+
+
+@pytest.fixture(scope="session")
+def gpt2_tiny_bundle(tmp_path_factory) -> Path:
+    """A validated fp32 bundle of the tiny random GPT-2 config, built once per test session."""
+    from reelrt.export.gpt2 import export
+    return export(tmp_path_factory.mktemp("gpt2") / "tiny", config="tiny", threads=1)

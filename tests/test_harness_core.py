@@ -24,6 +24,14 @@ def test_interleaving_order():
     assert "".join(calls) == "AB" + "ABABAB"
 
 
+def test_blocks_start_with_an_untimed_call():
+    calls = []
+    steps = [lambda: calls.append("A"), lambda: calls.append("B")]
+    times, _ = interleave(steps, warmup=0, iterations=2, seconds=None, block=2)
+    assert "".join(calls) == "AAABBB" * 2
+    assert [len(t) for t in times] == [4, 4]
+
+
 def test_time_budget_stops():
     times, _ = interleave([lambda: None], warmup=0, iterations=None, seconds=0.01)
     assert len(times[0]) >= 5

@@ -1,0 +1,387 @@
+"""GPT-2 generation benchmark: reelrt bundles against PyTorch eager, Optimum and llama.cpp.
+
+Workload: greedy, a 32-token prompt, 128 new tokens, every system on the same weights and
+threads. One timed step is one whole generation; it reports time to first token, decode
+ms/token (median and p90 over its tokens) and tokens/s, and reelrt rows add the
+memory-bandwidth floor: weight bytes read per token over the machine's bandwidth.
+
+Peers rebuild the bundle's weights: a checkpoint bundle names its checkpoint directory, a
+random-config bundle its config and seed (models/gpt2.py makes the same weights again).
+llama.cpp runs through llama-cpp-python on GGUF files written by the converter of the
+llama.cpp source it was built from (REELRT_LLAMA_CPP_SRC: a directory holding
+convert_hf_to_gguf.py, conversion/ and gguf-py/).
+
+    python -m reelrt.bench.gpt2 bundles/gpt2 bundles/gpt2-int8 bundles/gpt2-int4 --json gpt2.json
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from reelrt.bench.harness import System, percentile
+from reelrt.runtime.bundle import Bundle
+from reelrt.runtime.cache import cache_dir
+
+PROMPT_TOKENS = 32
+NEW_TOKENS = 128
+PEERS = ("pytorch", "optimum", "llama.cpp")
+# STREAM triad, 2 threads, measured on the reference machine; override with REELRT_BANDWIDTH_GBPS
+BANDWIDTH_GBPS = float(os.environ.get("REELRT_BANDWIDTH_GBPS", "27"))
+DEMO_PROMPT = "The innkeeper leans over the counter and says"
+
+
+# ---- the contract: systems, demo, show ------------------------------------------------------
+
+def systems(bundles: list[Bundle], peers: set[str] | None, threads: int) -> tuple[list[System], dict[str, str]]:
+    """reelrt rows for each bundle, then the peers once per distinct source of weights."""
+    rows: list[System] = []
+    skipped: dict[str, str] = {}
+    sources: dict[str, dict] = {}
+    for bundle in bundles:
+        m = bundle.manifest
+        source = _source(bundle)
+        workload = _workload(bundle)
+        sources.setdefault(workload, source)
+        rows.append(System(f"reelrt {m.precision}", workload, "reelrt.bench.gpt2:reelrt_generation",
+                           {"bundle": str(bundle.root), "threads": threads}, is_reelrt=True,
+                           size_bytes=sum(a.size for p, a in m.artifacts.items() if p.startswith(m.model))))
+    wanted = set(PEERS) if peers is None else set(peers) & set(PEERS)
+    for name in sorted(set(peers or ()) - set(PEERS)):
+        skipped[name] = "not a GPT-2 peer"
+    for workload, source in sources.items():
+        if source.get("unavailable"):
+            skipped.update({p: source["unavailable"] for p in wanted})
+            continue
+        if "pytorch" in wanted:
+            rows.append(System("pytorch eager generate", workload, "reelrt.bench.gpt2:pytorch_generation",
+                               {"source": source, "threads": threads}))
+        if "optimum" in wanted:
+            reason = _missing("optimum.onnxruntime")
+            if reason:
+                skipped["optimum"] = reason
+            else:
+                rows.append(System("optimum ORTModelForCausalLM fp32", workload, "reelrt.bench.gpt2:optimum_generation",
+                                   {"source": source, "threads": threads}))
+        if "llama.cpp" in wanted:
+            reason = _missing("llama_cpp") or _converter_missing()
+            if reason:
+                skipped["llama.cpp"] = reason
+                continue
+            for quant in ("f32", "q8_0", "q4_0"):
+                try:
+                    gguf = gguf_file(source, quant)
+                except (RuntimeError, OSError) as e:
+                    skipped["llama.cpp"] = f"GGUF conversion failed: {e}"
+                    break
+                rows.append(System(f"llama.cpp {quant}", workload, "reelrt.bench.gpt2:llama_generation",
+                                   {"gguf": str(gguf), "threads": threads}, size_bytes=gguf.stat().st_size))
+    return rows, skipped
+
+
+def demo(workdir: Path) -> list[Path]:
+    """The tiny random GPT-2 at fp32 and int4 (seconds to build; re-used when valid)."""
+    import argparse
+
+    from reelrt.export.gpt2 import export
+    from reelrt.quantize.gpt2 import quantize_int4
+    from reelrt.runtime.bundle import open_bundle
+    from reelrt.runtime.errors import BundleError
+    fp32, int4 = Path(workdir) / "gpt2-tiny", Path(workdir) / "gpt2-tiny-int4"
+    try:
+        open_bundle(fp32)
+    except BundleError:
+        export(fp32, config="tiny")
+    try:
+        open_bundle(int4)
+    except BundleError:
+        quantize_int4(open_bundle(fp32), argparse.Namespace(out=str(int4), block_size=None, accuracy_level=None))
+    return [fp32, int4]
+
+
+def show(bundle: Path) -> str:
+    from reelrt.runtime import load
+    gen = load(bundle)
+    start = time.perf_counter()
+    pieces = list(gen.stream(DEMO_PROMPT, max_new_tokens=24))
+    elapsed = time.perf_counter() - start
+    m = gen.manifest
+    return (f"{Path(bundle).name} ({m.precision}, {m.extra['n_layer']} layers, random weights: the text is noise)\n"
+            f"  {DEMO_PROMPT}{''.join(pieces)!r}\n"
+            f"  streamed in {len(pieces)} pieces, {elapsed * 1e3:.0f} ms")
+
+
+# ---- what is timed ----------------------------------------------------------------------------
+
+Step = Callable[[], dict]
+
+
+def prompt_ids(vocab_limit: int) -> list[int]:
+    """The same 32 token ids for every system (the workload's speed does not depend on the text)."""
+    return [int(i) for i in np.random.default_rng(32).integers(1, vocab_limit, PROMPT_TOKENS)]
+
+
+def _metrics(start: float, stamps: list[float]) -> dict:
+    gaps = np.diff([stamps[0]] + stamps[1:]) * 1e3 if len(stamps) > 1 else np.zeros(1)
+    ordered = sorted(gaps.tolist())
+    return {"ttft_ms": (stamps[0] - start) * 1e3, "decode_ms_per_token": statistics.median(ordered),
+            "decode_p90_ms": percentile(ordered, 90), "tokens_per_s": len(stamps) / (stamps[-1] - start)}
+
+
+def reelrt_generation(bundle: str, threads: int) -> Step:
+    from reelrt.runtime import load
+    gen = load(bundle, threads=threads)
+    ids = prompt_ids(gen.text_vocab)
+    m = gen.manifest  # a quantized bundle records its own weight bytes in validation
+    streamed = m.validation.get("weight_bytes_per_token", m.extra["weight_bytes_per_token"])
+    floor = {"floor_ms_per_token": streamed / (BANDWIDTH_GBPS * 1e9) * 1e3}
+
+    def step() -> dict:
+        start = time.perf_counter()
+        stamps = [time.perf_counter() for _ in gen.stream_ids(ids, NEW_TOKENS, stop_token_ids=())]
+        return {**_metrics(start, stamps), **floor}
+    return step
+
+
+def pytorch_generation(source: dict, threads: int) -> Step:
+    import torch
+    torch.set_num_threads(threads)
+    model = _torch_model(source)
+    return _hf_step(model, prompt_ids(source["text_vocab"]))
+
+
+def optimum_generation(source: dict, threads: int) -> Step:
+    import onnxruntime as ort
+    from optimum.onnxruntime import ORTModelForCausalLM
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    exported = cache_dir("bench", "optimum-" + _key(source))
+    if not (exported / "config.json").is_file():
+        ORTModelForCausalLM.from_pretrained(checkpoint_dir(source), export=True, use_cache=True).save_pretrained(exported)
+    model = ORTModelForCausalLM.from_pretrained(exported, session_options=options, provider="CPUExecutionProvider")
+    return _hf_step(model, prompt_ids(source["text_vocab"]))
+
+
+def _hf_step(model, ids: list[int]) -> Step:
+    """transformers-style `generate`, its tokens timed by a streamer (put() is called once per new token)."""
+    import torch
+
+    class Stamps:
+        def __init__(self):
+            self.times: list[float] = []
+            self.prompt_seen = False
+
+        def put(self, value):
+            if self.prompt_seen:
+                self.times.append(time.perf_counter())
+            self.prompt_seen = True
+
+        def end(self):
+            pass
+
+    inputs = torch.tensor([ids])
+    mask = torch.ones_like(inputs)
+
+    def step() -> dict:
+        stamps = Stamps()
+        start = time.perf_counter()
+        with torch.inference_mode():
+            model.generate(inputs, attention_mask=mask, max_new_tokens=NEW_TOKENS, min_new_tokens=NEW_TOKENS,
+                           do_sample=False, pad_token_id=0, streamer=stamps)
+        return _metrics(start, stamps.times)
+    return step
+
+
+def llama_generation(gguf: str, threads: int) -> Step:
+    """llama.cpp's own decode loop step by step; greedy is an argmax over its last logits, as ours."""
+    import llama_cpp
+    llm = llama_cpp.Llama(model_path=gguf, n_ctx=PROMPT_TOKENS + NEW_TOKENS + 8, n_batch=PROMPT_TOKENS,
+                          n_threads=threads, n_threads_batch=threads, verbose=False)
+    vocab = llm.n_vocab()
+    ids = prompt_ids(vocab)  # the GGUF vocabulary is the tokenizer's: the same ids as the other rows
+
+    def next_token() -> int:
+        return int(np.argmax(np.ctypeslib.as_array(llama_cpp.llama_get_logits(llm.ctx), shape=(vocab,))))
+
+    def step() -> dict:
+        llm.reset()
+        start = time.perf_counter()
+        llm.eval(ids)
+        stamps = []
+        for _ in range(NEW_TOKENS):
+            token = next_token()
+            stamps.append(time.perf_counter())
+            llm.eval([token])
+        return _metrics(start, stamps)
+    return step
+
+
+# ---- weights for the peers ----------------------------------------------------------------
+
+def _source(bundle: Bundle) -> dict:
+    """Where the peers get the bundle's weights: its checkpoint directory, or its random config and seed."""
+    m = bundle.manifest
+    prov = m.provenance  # a quantized bundle keeps its source's provenance
+    text_vocab = int(m.tokenizer.get("vocab_size", m.extra["vocab_size"]))
+    if prov.get("checkpoint"):
+        if not Path(prov["checkpoint"]).is_dir():
+            return {"unavailable": f"the bundle's checkpoint {prov['checkpoint']} is not on this machine"}
+        return {"checkpoint": prov["checkpoint"], "text_vocab": text_vocab}
+    if "random_config" not in prov:
+        return {"unavailable": "the bundle records neither a checkpoint nor a random config"}
+    return {"config": prov["random_config"], "seed": int(prov["seed"]), "text_vocab": text_vocab}
+
+
+def _workload(bundle: Bundle) -> str:
+    x = bundle.manifest.extra
+    return f"gpt2 {x['n_layer']}x{x['n_embd']} greedy {PROMPT_TOKENS}+{NEW_TOKENS}"
+
+
+def _key(source: dict) -> str:
+    """Cache key of derived peer files: the source, and for a random config the shape it names today."""
+    from reelrt.models.gpt2 import CONFIGS
+    shape = CONFIGS.get(source.get("config"), {})
+    return hashlib.sha256(repr((sorted(source.items()), sorted(shape.items()))).encode()).hexdigest()[:16]
+
+
+def _torch_model(source: dict):
+    from reelrt.models import gpt2
+    if "checkpoint" in source:
+        return gpt2.load_checkpoint(source["checkpoint"])
+    return gpt2.random_model(source["config"], seed=source["seed"])
+
+
+def checkpoint_dir(source: dict) -> Path:
+    """A transformers checkpoint directory holding the source's weights (written once for random configs)."""
+    if "checkpoint" in source:
+        return Path(source["checkpoint"])
+    out = cache_dir("bench", "checkpoint-" + _key(source))
+    if not (out / "config.json").is_file():
+        from reelrt.models import gpt2
+        gpt2.save_checkpoint(_torch_model(source), gpt2.train_tokenizer(source["text_vocab"]), out)
+    return out
+
+
+def gguf_file(source: dict, quant: str) -> Path:
+    """The source converted to GGUF by llama.cpp's own converter (q4_0 through llama.cpp's quantizer)."""
+    out = cache_dir("bench", f"gguf-{_key(source)}") / f"model-{quant}.gguf"
+    if out.is_file():
+        return out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if quant == "q4_0":
+        import llama_cpp
+        params = llama_cpp.llama_model_quantize_default_params()
+        params.ftype = llama_cpp.LLAMA_FTYPE_MOSTLY_Q4_0
+        params.nthread = 2
+        tmp = out.with_suffix(".tmp")
+        if llama_cpp.llama_model_quantize(str(gguf_file(source, "f32")).encode(), str(tmp).encode(), params) != 0:
+            raise RuntimeError("llama_model_quantize failed")
+        os.replace(tmp, out)
+        return out
+    src = Path(os.environ["REELRT_LLAMA_CPP_SRC"])
+    # Our tokenizer is GPT-2's byte-level BPE; the converter only knows published tokenizers by hash.
+    script = ("import sys; sys.path.insert(0, sys.argv[1]); import conversion.base as b;"
+              " b.TextModel.get_vocab_base_pre = lambda self, tokenizer: 'gpt-2';"
+              " import convert_hf_to_gguf as c; sys.argv = ['convert', *sys.argv[2:]]; c.main()")
+    tmp = out.with_suffix(".tmp")
+    run = subprocess.run([sys.executable, "-c", script, str(src), str(checkpoint_dir(source)), "--outtype", quant,
+                          "--outfile", str(tmp)], capture_output=True, text=True)
+    if run.returncode != 0:
+        raise RuntimeError(run.stderr.strip().splitlines()[-1] if run.stderr.strip() else f"exit {run.returncode}")
+    os.replace(tmp, out)
+    return out
+
+
+def _missing(module: str) -> str | None:
+    import importlib.util
+    try:
+        found = importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:
+        found = False
+    return None if found else f"{module.split('.')[0]} is not installed"
+
+
+def _converter_missing() -> str | None:
+    src = os.environ.get("REELRT_LLAMA_CPP_SRC")
+    if not src or not (Path(src) / "convert_hf_to_gguf.py").is_file():
+        return "set REELRT_LLAMA_CPP_SRC to the llama.cpp source llama-cpp-python was built from (its GGUF converter)"
+    return None
+
+
+COLD_START = """
+import sys, time
+from reelrt.runtime import load
+from reelrt.bench.gpt2 import prompt_ids, NEW_TOKENS
+gen = load(sys.argv[1], threads=int(sys.argv[2]))
+ids = prompt_ids(gen.text_vocab)
+next(iter(gen.stream_ids(ids, 1, stop_token_ids=())))
+first = time.time()
+for _ in gen.stream_ids(ids, NEW_TOKENS, stop_token_ids=()):
+    pass
+# VmHWM, not ru_maxrss: Linux carries ru_maxrss over from the parent across exec
+peak = next(line.split()[1] for line in open("/proc/self/status") if line.startswith("VmHWM:"))
+print(first, peak)
+"""
+
+
+def cold_start(bundle: str, threads: int) -> dict:
+    """Process start to first token (s) and peak RSS (MB) over a whole generation, in a fresh process.
+    The second of two launches counts: the first one verifies the bundle and caches the optimised
+    graph, as an application's first launch on a device does once."""
+    for _ in range(2):
+        start = time.time()
+        run = subprocess.run([sys.executable, "-c", COLD_START, bundle, str(threads)], capture_output=True,
+                             text=True, check=True)
+    first, rss_kb = run.stdout.split()
+    return {"start_to_first_token_s": round(float(first) - start, 3), "peak_rss_mb": round(int(rss_kb) / 1024, 1)}
+
+
+# ---- a command anyone can re-run ------------------------------------------------------------
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+    import json
+
+    from reelrt.bench.harness import measure
+    from reelrt.runtime.bundle import open_bundle
+    parser = argparse.ArgumentParser(prog="python -m reelrt.bench.gpt2", description=__doc__.split("\n\n")[0])
+    parser.add_argument("bundles", nargs="+")
+    parser.add_argument("--peers", default="auto", help="comma-separated peers, 'auto' (all installed) or 'none'")
+    parser.add_argument("--iterations", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--json", help="write the results here")
+    args = parser.parse_args(argv)
+    peers = None if args.peers == "auto" else set() if args.peers == "none" else set(args.peers.split(","))
+    rows, skipped = systems([open_bundle(b) for b in args.bundles], peers, args.threads)
+    results = measure(rows, warmup=1, iterations=args.iterations)
+    table = []
+    for r in results:
+        x = {k: round(v.median, 2) for k, v in r.metrics.items()}
+        x["decode_p90_ms"] = round(r.metrics["decode_ms_per_token"].p90, 2)
+        table.append({"system": r.system.name, "workload": r.system.workload, "size_mb": round((r.system.size_bytes or 0) / 1e6, 1), **x})
+        print(f"{r.system.name:34s} ttft {x['ttft_ms']:7.1f} ms  decode {x['decode_ms_per_token']:6.2f} ms/token"
+              f" (p90 {x['decode_p90_ms']:6.2f})  {x['tokens_per_s']:6.1f} tok/s"
+              + (f"  floor {x['floor_ms_per_token']:.2f}" if "floor_ms_per_token" in x else ""))
+    for row in table:
+        if row["system"].startswith("reelrt"):
+            bundle = next(s.kwargs["bundle"] for s in rows if s.name == row["system"] and s.workload == row["workload"])
+            row.update(cold_start(bundle, args.threads))
+            print(f"{row['system']:34s} start to first token {row['start_to_first_token_s']:.3f} s,"
+                  f" peak RSS {row['peak_rss_mb']:.0f} MB, model {row['size_mb']} MB")
+    for peer, reason in skipped.items():
+        print(f"skipped {peer}: {reason}")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"results": table, "skipped": skipped}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

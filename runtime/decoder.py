@@ -1,0 +1,106 @@
+"""The key/value-cache loop around a GPT-2 decoder graph, with IO binding.
+
+The cache is one float32 buffer per layer and kind, [rows, n_head, max_context, head_dim],
+allocated once (zero pages cost no memory until touched) and bound as both the past input
+and the present output of GroupQueryAttention, which then writes each new key and value in
+place: a decode step copies no cache. Decode inputs (token, position, lengths) live in numpy
+arrays bound once and updated in place.
+
+Prefill runs one row at a time on a view of that row's cache, so each prompt gets its own
+exact length (no padding) and a batch gives the same tokens as single prompts; decode steps
+run all rows together, each row at its own length.
+"""
+from __future__ import annotations
+
+import numpy as np
+import onnxruntime as ort
+
+from .errors import InputError
+
+
+class KVDecoder:
+    """Prefill and decode steps of one decoder session over a preallocated cache."""
+
+    def __init__(self, session: ort.InferenceSession, n_layer: int, n_head: int, head_dim: int, max_context: int,
+                 vocab_size: int):
+        self.session = session
+        self.n_layer, self.n_head, self.head_dim = n_layer, n_head, head_dim
+        self.max_context, self.vocab_size = max_context, vocab_size
+        self.rows = 0
+        self.lengths = np.zeros(0, np.int64)
+        self._reserve(1)
+        self.active = 1
+
+    def _reserve(self, rows: int) -> None:
+        """Allocate the cache for `rows` sequences (kept for later calls)."""
+        if rows <= self.rows:
+            return
+        shape = (rows, self.n_head, self.max_context, self.head_dim)
+        self.cache = {f"{kind}_{i}": np.zeros(shape, np.float32) for i in range(self.n_layer) for kind in ("key", "value")}
+        self.rows = rows
+        self.lengths = np.zeros(rows, np.int64)
+        self._steps: dict[int, _DecodeStep] = {}
+
+    def _bind(self, row: int, rows: int, ids, positions, seqlens, total, logits) -> ort.IOBinding:
+        binding = self.session.io_binding()
+        for name, array in (("input_ids", ids), ("position_ids", positions), ("seqlens_k", seqlens),
+                            ("total_sequence_length", total)):
+            binding.bind_ortvalue_input(name, ort.OrtValue.ortvalue_from_numpy(array))
+        for name, buffer in self.cache.items():
+            view = ort.OrtValue.ortvalue_from_numpy(buffer[row:row + rows])  # contiguous: rows are the outer axis
+            binding.bind_ortvalue_input("past_" + name, view)
+            binding.bind_ortvalue_output("present_" + name, view)
+        binding.bind_ortvalue_output("logits", ort.OrtValue.ortvalue_from_numpy(logits))
+        return binding
+
+    def start(self, rows: int) -> None:
+        """Begin a new batch of `rows` sequences; the old cache contents are simply overwritten."""
+        self._reserve(rows)
+        self.lengths[:] = 0
+        self.active = rows
+
+    def prefill(self, row: int, ids: np.ndarray) -> np.ndarray:
+        """Run a whole prompt (1-D int64 ids) for one row; return its next-token logits [vocab]."""
+        n = len(ids)
+        if n == 0:
+            raise InputError("a prompt must hold at least one token")
+        if n > self.max_context:
+            raise InputError(f"{n} tokens exceed the model's maximum context of {self.max_context}")
+        logits = np.empty((1, self.vocab_size), np.float32)
+        binding = self._bind(row, 1, np.ascontiguousarray(ids, np.int64).reshape(1, n),
+                             np.arange(n, dtype=np.int64).reshape(1, n), np.array([n - 1], np.int32),
+                             np.array(n, np.int32), logits)
+        self.session.run_with_iobinding(binding)
+        self.lengths[row] = n
+        return logits[0]
+
+    def decode(self, tokens: np.ndarray) -> np.ndarray:
+        """Append one token to each active row; return next-token logits [active, vocab] (a view,
+        overwritten by the next step)."""
+        rows = self.active
+        lengths = self.lengths[:rows]
+        if int(lengths.max()) >= self.max_context:
+            raise InputError(f"the sequence reached the model's maximum context of {self.max_context}")
+        step = self._steps.get(rows)
+        if step is None:
+            step = self._steps[rows] = _DecodeStep(rows, self.vocab_size)
+            step.binding = self._bind(0, rows, step.token, step.position, step.seqlens, step.total, step.logits)
+        step.token[:, 0] = tokens
+        step.position[:, 0] = lengths
+        step.seqlens[:] = lengths
+        step.total[()] = lengths.max() + 1
+        self.session.run_with_iobinding(step.binding)
+        lengths += 1
+        return step.logits
+
+
+class _DecodeStep:
+    """The inputs and outputs of a decode step for a number of rows, bound once."""
+
+    def __init__(self, rows: int, vocab_size: int):
+        self.token = np.zeros((rows, 1), np.int64)
+        self.position = np.zeros((rows, 1), np.int64)
+        self.seqlens = np.zeros(rows, np.int32)
+        self.total = np.zeros((), np.int32)
+        self.logits = np.zeros((rows, vocab_size), np.float32)
+        self.binding: ort.IOBinding | None = None

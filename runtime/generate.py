@@ -1,0 +1,286 @@
+"""TextGenerator: GPT-2 text generation from a bundle, streaming or whole, one prompt or a batch.
+
+    gen = reelrt.runtime.load("bundles/gpt2-int4")
+    gen.generate("The innkeeper says", max_new_tokens=40, temperature=0.8, top_p=0.9, seed=7)
+    for piece in gen.stream("The innkeeper says", stop=["\\n"]):
+        print(piece, end="", flush=True)
+    gen.generate_ids([464, 4673, 1139], max_new_tokens=16)   # bring your own tokenizer
+
+The key/value cache is allocated once per generator (runtime/decoder.py); a generator serves
+one generation at a time, and starting a new one supersedes a stream left unfinished, so an
+abandoned stream holds nothing.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator, Sequence
+
+import numpy as np
+from tokenizers import Tokenizer
+
+from .backends import OrtBackend
+from .bundle import Bundle
+from .decoder import KVDecoder
+from .detokenize import Detokenizer
+from .errors import BackendUnavailableError, BundleError, InputError, ReelrtError
+from .model import Model
+from .sampling import SamplingParams, next_token
+from .session import create_session
+
+
+@dataclass(frozen=True)
+class _Request:
+    rows: list[list[int]]
+    max_new_tokens: int
+    params: SamplingParams
+    seed: int | None
+    stop_ids: frozenset[int]
+    vocab_limit: int        # ids at or above this are never produced (tokenizer smaller than the model)
+
+
+class TextGenerator(Model):
+    """A GPT-2 bundle that writes text. Parameters left as None take the manifest's defaults."""
+
+    def __init__(self, bundle: Bundle, device: str = "auto", threads: int | None = None):
+        if device not in ("auto", "cpu"):
+            # the cache lives in host memory bound by IO binding, and the fp32 graph's
+            # GroupQueryAttention has no CUDA kernel (CUDA's takes fp16/bf16)
+            raise BackendUnavailableError(f"GPT-2 bundles run on the CPU; device={device!r} is not supported")
+        self.bundle = bundle
+        self.manifest = m = bundle.manifest
+        try:
+            x = m.extra
+            self.n_layer, n_head, head_dim = int(x["n_layer"]), int(x["n_head"]), int(x["head_dim"])
+            self.max_context, self.vocab_size = int(x["max_context"]), int(x["vocab_size"])
+            self.eos_token_id = m.tokenizer.get("eos_token_id")
+            self.tokenizer = load_tokenizer(bundle)
+        except BundleError:
+            raise
+        except Exception as e:  # a missing fact, a bad type, a tokenizer file tokenizers cannot read
+            raise BundleError(f"not a usable GPT-2 bundle: {type(e).__name__}: {e}") from None
+        self.text_vocab = min(self.tokenizer.get_vocab_size(), self.vocab_size)
+        session = create_session(bundle.model_path, m.artifacts[m.model].sha256, device="cpu", threads=threads)
+        self.backend = OrtBackend(session)
+        self.decoder = KVDecoder(session, self.n_layer, n_head, head_dim, self.max_context, self.vocab_size)
+        self.defaults = m.generation
+        self._epoch = 0
+
+    # ---- public entry points -------------------------------------------------------------
+
+    def generate(self, prompt: str | Sequence[str], max_new_tokens: int | None = None, *,
+                 temperature: float | None = None, top_k: int | None = None, top_p: float | None = None,
+                 repetition_penalty: float | None = None, stop: Sequence[str] = (), seed: int | None = None,
+                 truncate: bool = False) -> str | list[str]:
+        """The continuation of a prompt (or of each prompt of a list), cut before the first stop string."""
+        prompts = [prompt] if isinstance(prompt, str) else list(prompt) if _is_str_list(prompt) else None
+        if not prompts:
+            raise InputError("prompt must be a non-empty string or a non-empty list of strings")
+        stops = _check_stops(stop)
+        request = self._request([self._encode(p) for p in prompts], max_new_tokens, temperature, top_k, top_p,
+                                repetition_penalty, seed, None, truncate, text=True)
+        generated: list[list[int]] = [[] for _ in prompts]
+        texts = [""] * len(prompts)
+        done = [False] * len(prompts)
+        for step in self._steps(request, done):
+            for r, token in enumerate(step):
+                if token is None:
+                    continue
+                generated[r].append(token)
+                if stops:  # the whole text each step: a stop string may span tokens
+                    texts[r] = self.tokenizer.decode(generated[r], skip_special_tokens=False)
+                    cut = _first_stop(texts[r], stops)
+                    if cut is not None:
+                        texts[r], done[r] = texts[r][:cut], True
+        if not stops:
+            texts = [self.tokenizer.decode(g, skip_special_tokens=False) for g in generated]
+        return texts[0] if isinstance(prompt, str) else texts
+
+    def stream(self, prompt: str, max_new_tokens: int | None = None, *, temperature: float | None = None,
+               top_k: int | None = None, top_p: float | None = None, repetition_penalty: float | None = None,
+               stop: Sequence[str] = (), seed: int | None = None, truncate: bool = False) -> Iterator[str]:
+        """Yield the continuation in pieces as tokens arrive; the pieces join to what `generate` returns."""
+        if not isinstance(prompt, str) or not prompt:
+            raise InputError("prompt must be a non-empty string")
+        stops = _check_stops(stop)
+        request = self._request([self._encode(prompt)], max_new_tokens, temperature, top_k, top_p,
+                                repetition_penalty, seed, None, truncate, text=True)
+        return self._stream(request, stops)
+
+    def generate_ids(self, ids: Sequence[int] | Sequence[Sequence[int]], max_new_tokens: int | None = None, *,
+                     temperature: float | None = None, top_k: int | None = None, top_p: float | None = None,
+                     repetition_penalty: float | None = None, seed: int | None = None,
+                     stop_token_ids: Sequence[int] | None = None, truncate: bool = False) -> list[int] | list[list[int]]:
+        """Token ids in, new token ids out (the stop token excluded), for engines with their own tokenizer.
+        stop_token_ids defaults to the end-of-text token; pass () to always run max_new_tokens."""
+        single, rows = _id_rows(ids)
+        request = self._id_request(rows, max_new_tokens, temperature, top_k, top_p, repetition_penalty, seed,
+                                   stop_token_ids, truncate)
+        generated: list[list[int]] = [[] for _ in request.rows]
+        for step in self._steps(request, [False] * len(request.rows)):
+            for r, token in enumerate(step):
+                if token is not None:
+                    generated[r].append(token)
+        return generated[0] if single else generated
+
+    def stream_ids(self, ids: Sequence[int], max_new_tokens: int | None = None, *, temperature: float | None = None,
+                   top_k: int | None = None, top_p: float | None = None, repetition_penalty: float | None = None,
+                   seed: int | None = None, stop_token_ids: Sequence[int] | None = None,
+                   truncate: bool = False) -> Iterator[int]:
+        """Yield new token ids one by one as `generate_ids` would return them (one prompt)."""
+        single, rows = _id_rows(ids)
+        request = self._id_request(rows if single else None, max_new_tokens, temperature, top_k, top_p, repetition_penalty, seed,
+                                   stop_token_ids, truncate)
+        return (token for (token,) in self._steps(request, [False]))
+
+    # ---- the shared loop -----------------------------------------------------------------
+
+    def _encode(self, prompt: str) -> list[int]:
+        if not isinstance(prompt, str) or not prompt:
+            raise InputError("every prompt must be a non-empty string")
+        return self.tokenizer.encode(prompt).ids
+
+    def _id_request(self, rows, max_new_tokens, temperature, top_k, top_p, repetition_penalty, seed, stop_token_ids,
+                    truncate: bool) -> _Request:
+        if not rows:
+            raise InputError("ids must be a non-empty list of token ids, or a list of such lists")
+        for row in rows:
+            if not row or not all(_is_int(t) and 0 <= t < self.vocab_size for t in row):
+                raise InputError(f"every prompt must be a non-empty list of token ids in [0, {self.vocab_size})")
+        return self._request(rows, max_new_tokens, temperature, top_k, top_p, repetition_penalty, seed,
+                             stop_token_ids, truncate, text=False)
+
+    def _request(self, rows, max_new_tokens, temperature, top_k, top_p, repetition_penalty, seed, stop_token_ids,
+                 truncate: bool, text: bool) -> _Request:
+        d = self.defaults
+        pick = lambda value, key, fallback: value if value is not None else d.get(key, fallback)
+        params = SamplingParams(temperature=pick(temperature, "temperature", 0.0), top_k=pick(top_k, "top_k", 0),
+                                top_p=pick(top_p, "top_p", 1.0),
+                                repetition_penalty=pick(repetition_penalty, "repetition_penalty", 1.0))
+        new = pick(max_new_tokens, "max_new_tokens", 64)
+        if not _is_int(new) or new < 1:
+            raise InputError(f"max_new_tokens must be a positive int, not {new!r}")
+        if seed is not None and (not _is_int(seed) or seed < 0):
+            raise InputError(f"seed must be a non-negative int or None, not {seed!r}")
+        if new >= self.max_context:
+            raise InputError(f"max_new_tokens {new} leaves no room for a prompt in the {self.max_context}-token context")
+        room = self.max_context - new
+        for i, row in enumerate(rows):
+            if len(row) > room:
+                if not truncate:
+                    raise InputError(f"prompt of {len(row)} tokens + {new} new tokens exceeds the model's maximum"
+                                     f" context of {self.max_context}; shorten it or pass truncate=True")
+                rows[i] = row[-room:]  # keep the most recent tokens
+        if stop_token_ids is None:
+            stop_token_ids = () if self.eos_token_id is None else (self.eos_token_id,)
+        if not all(_is_int(t) for t in stop_token_ids):
+            raise InputError(f"stop_token_ids must be ints, not {stop_token_ids!r}")
+        return _Request(rows, int(new), params, seed, frozenset(int(t) for t in stop_token_ids),
+                        self.text_vocab if text else self.vocab_size)
+
+    def _steps(self, req: _Request, done: list[bool]) -> Iterator[list[int | None]]:
+        """Yield, per step, each row's new token (None once a row is finished). Callers may set
+        done[r] to finish a row early (a stop string)."""
+        self._epoch += 1
+        epoch = self._epoch
+        rngs = [np.random.default_rng(req.seed) for _ in req.rows]
+        seen = [np.asarray(row, np.int64) for row in req.rows]
+        self.decoder.start(len(req.rows))
+        logits = np.stack([self.decoder.prefill(r, np.asarray(row, np.int64)) for r, row in enumerate(req.rows)])
+        for _ in range(req.max_new_tokens):
+            if req.vocab_limit < self.vocab_size:
+                logits[:, req.vocab_limit:] = -np.inf
+            step: list[int | None] = []
+            for r in range(len(req.rows)):
+                token = None if done[r] else next_token(logits[r], req.params, rngs[r], seen[r])
+                if token is not None and token in req.stop_ids:
+                    done[r], token = True, None
+                if token is not None and req.params.repetition_penalty != 1.0:
+                    seen[r] = np.append(seen[r], token)
+                step.append(token)
+            if all(t is None for t in step):
+                return
+            yield step
+            if self._epoch != epoch:
+                raise ReelrtError("this generation was superseded by a newer one on the same TextGenerator")
+            if all(done):
+                return
+            logits = self.decoder.decode(np.array([t if t is not None else 0 for t in step], np.int64))
+
+    def _stream(self, req: _Request, stops: list[str]) -> Iterator[str]:
+        detok = Detokenizer(self.tokenizer)
+        pending = ""  # text held back while it may be the start of a stop string
+        done = [False]
+        for (token,) in self._steps(req, done):
+            pending += detok.push(token)
+            cut = _first_stop(pending, stops)
+            if cut is not None:
+                done[0] = True
+                if pending[:cut]:
+                    yield pending[:cut]
+                return
+            hold = _stop_prefix_length(pending, stops)
+            if len(pending) > hold:
+                yield pending[:len(pending) - hold]
+                pending = pending[len(pending) - hold:]
+        pending += detok.flush()
+        cut = _first_stop(pending, stops)
+        if pending[:cut]:
+            yield pending[:cut]
+
+
+def load_tokenizer(bundle: Bundle) -> Tokenizer:
+    """The bundle's tokenizer.json (a `tokenizers` fast tokenizer)."""
+    try:
+        return Tokenizer.from_file(str(bundle.path(bundle.manifest.tokenizer["path"])))
+    except KeyError:
+        raise BundleError("the manifest names no tokenizer file") from None
+    except BundleError:
+        raise
+    except Exception as e:  # tokenizers raises plain Exceptions for unreadable files
+        raise BundleError(f"cannot read the bundle's tokenizer: {e}") from None
+
+
+def _id_rows(ids) -> tuple[bool, list[list] | None]:
+    """(is one prompt, the prompts as lists) from a list of ids, a list of lists or a numpy array;
+    None where it is neither (the request check turns that into an InputError)."""
+    if isinstance(ids, np.ndarray):
+        ids = ids.tolist()
+    if not isinstance(ids, (list, tuple)) or not ids:
+        return False, None
+    if all(_is_int(t) for t in ids):
+        return True, [list(ids)]
+    if all(isinstance(r, (list, tuple, np.ndarray)) for r in ids):
+        return False, [list(r.tolist() if isinstance(r, np.ndarray) else r) for r in ids]
+    return False, None
+
+
+def _is_int(x) -> bool:
+    return isinstance(x, (int, np.integer)) and not isinstance(x, bool)
+
+
+def _is_str_list(x) -> bool:
+    return isinstance(x, (list, tuple)) and len(x) > 0 and all(isinstance(p, str) for p in x)
+
+
+def _check_stops(stop: Sequence[str]) -> list[str]:
+    if isinstance(stop, str):
+        stop = [stop]
+    if not isinstance(stop, (list, tuple)) or not all(isinstance(s, str) and s for s in stop):
+        raise InputError(f"stop must be a list of non-empty strings, not {stop!r}")
+    return list(stop)
+
+
+def _first_stop(text: str, stops: list[str]) -> int | None:
+    hits = [i for i in (text.find(s) for s in stops) if i >= 0]
+    return min(hits) if hits else None
+
+
+def _stop_prefix_length(text: str, stops: list[str]) -> int:
+    """Length of the longest end of `text` that begins some stop string (it must be held back)."""
+    best = 0
+    for s in stops:
+        for n in range(min(len(s) - 1, len(text)), best, -1):
+            if text.endswith(s[:n]):
+                best = n
+                break
+    return best
