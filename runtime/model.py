@@ -24,8 +24,12 @@ class Model:
     def __init__(self, bundle: Bundle, device: str = "auto", threads: int | None = None):
         self.bundle = bundle
         self.manifest = bundle.manifest
-        self.backend: Backend = open_backend(bundle, device=device, threads=threads)
-        self._run_lock = nullcontext() if getattr(self.backend, "thread_safe", False) else threading.Lock()
+        self._attach(open_backend(bundle, device=device, threads=threads))
+
+    def _attach(self, backend: Backend) -> None:
+        """Use `backend` for run(), behind a lock unless it declares itself thread-safe."""
+        self.backend = backend
+        self._run_lock = nullcontext() if getattr(backend, "thread_safe", False) else threading.Lock()
 
     def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Run the graph on named arrays after checking them against the manifest."""
