@@ -263,3 +263,113 @@ def test_logits_on_any_ids_and_lengths(text_clf, ids, lengths):
 def test_logits_on_non_arrays(text_clf, ids, lengths):
     with pytest.raises(InputError, match="numpy arrays"):
         text_clf.logits(ids, lengths)
+
+
+# -- text generation ------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def gen(gpt2_tiny_bundle):
+    return load(gpt2_tiny_bundle, device="cpu")
+
+
+def real(lo: float, hi: float, lo_open: bool = False):
+    """(value, valid) pairs: numbers inside and outside [lo, hi], NaN, infinities and non-numbers."""
+    inside = st.floats(lo, hi, exclude_min=lo_open).map(lambda x: (x, True))
+    outside = st.sampled_from([lo - 1, hi + 1, -1e300, 1e300, float("nan"), float("inf"), -float("inf")]
+                              + ([lo] if lo_open else [])).map(lambda x: (x, False))
+    wrong_type = st.sampled_from(["0.5", None, True, [0.5], 1j]).map(lambda x: (x, x is None))
+    return st.one_of(inside, outside, wrong_type)
+
+
+def count(lo: int, hi: int, allow_none: bool = True):
+    inside = st.integers(lo, hi).map(lambda n: (n, True))
+    outside = st.sampled_from([lo - 1, -(2**63), 2.0, 1.5, "3", True, float("nan")]).map(lambda n: (n, False))
+    return st.one_of(inside, outside, *([st.just((None, True))] if allow_none else []))
+
+
+@PROPS
+@given(temperature=real(0, 100), top_k=count(0, 2000), top_p=real(0, 1, lo_open=True),
+       repetition_penalty=real(0, 100, lo_open=True), max_new_tokens=count(1, 4, allow_none=False),
+       seed=st.one_of(st.just((None, True)), st.integers(0, 2**80).map(lambda s: (s, True)),
+                      st.sampled_from([-1, 2.5, "7", True]).map(lambda s: (s, False))))
+def test_generation_parameters_are_used_or_refused(gen, temperature, top_k, top_p, repetition_penalty,
+                                                   max_new_tokens, seed):
+    params = dict(temperature=temperature, top_k=top_k, top_p=top_p, repetition_penalty=repetition_penalty,
+                  max_new_tokens=max_new_tokens, seed=seed)
+    valid = all(ok for _, ok in params.values())
+    kwargs = {k: v for k, (v, _) in params.items()}
+    text = answers_or_refuses(lambda: gen.generate("The dragon", **kwargs), valid)
+    ids = answers_or_refuses(lambda: gen.generate_ids([464, 10, 7], **kwargs), valid)
+    pieces = answers_or_refuses(lambda: list(gen.stream("The dragon", **kwargs)), valid)
+    if valid:
+        assert isinstance(text, str)
+        if kwargs["seed"] is not None or kwargs["temperature"] in (0, None):  # reproducible: stream equals generate
+            assert "".join(pieces) == text
+        assert len(ids) <= kwargs["max_new_tokens"] and all(0 <= t < gen.vocab_size for t in ids)
+
+
+@PROPS
+@given(any_text)
+def test_any_prompt_is_continued_or_refused(gen, prompt):
+    try:
+        text = gen.generate(prompt, max_new_tokens=2)
+    except InputError as e:
+        assert "non-empty" in str(e) or "tokenize" in str(e) or "context" in str(e)
+        return
+    assert isinstance(text, str)
+
+
+@pytest.mark.parametrize("extra", [0, 1, 1000])
+def test_prompt_beyond_the_context(gen, extra):
+    ids = [7] * (gen.max_context - 4 + extra)
+    call = lambda **k: gen.generate_ids(ids, max_new_tokens=4, **k)
+    if extra:
+        with pytest.raises(InputError, match="context"):
+            call()
+        assert len(call(truncate=True, stop_token_ids=())) == 4
+    else:
+        assert len(call(stop_token_ids=())) == 4
+
+
+@pytest.mark.parametrize("beyond", [0, 1, 10**12])
+def test_max_new_tokens_beyond_the_context(gen, beyond):
+    """A one-token prompt leaves max_context - 1 new tokens; more is refused, even with truncate."""
+    assert len(gen.generate_ids([7], max_new_tokens=gen.max_context - 1, stop_token_ids=())) == gen.max_context - 1
+    for truncate in (False, True):
+        with pytest.raises(InputError, match="context"):
+            gen.generate_ids([7], max_new_tokens=gen.max_context + beyond, truncate=truncate)
+
+
+ids_items = st.one_of(st.integers(-5, 1005), st.floats(), st.text(max_size=2), st.none(),
+                      st.lists(st.integers(-1, 1001), max_size=3))
+
+
+@PROPS
+@given(st.one_of(st.lists(ids_items, max_size=5), st.lists(st.lists(ids_items, max_size=4), max_size=3),
+                 ids_items, hnp.arrays(st.sampled_from([np.int64, np.int32, np.float32]),
+                                       hnp.array_shapes(min_dims=0, max_dims=3, max_side=4),
+                                       elements=st.integers(-2, 1001))))
+def test_any_ids_are_continued_or_refused(gen, ids):
+    try:
+        out = gen.generate_ids(ids, max_new_tokens=2)
+    except InputError:
+        return
+    rows = [out] if out and isinstance(out[0], int) else out
+    assert all(all(0 <= t < gen.vocab_size for t in row) for row in rows)
+
+
+@pytest.mark.parametrize("prompt", [["ok", None], ("a", 3), [b"bytes"], {"a": 1}, np.array(["a"]), "", []])
+def test_prompts_of_the_wrong_type(gen, prompt):
+    with pytest.raises(InputError):
+        gen.generate(prompt, max_new_tokens=2)
+    with pytest.raises(InputError):
+        list(gen.stream(prompt, max_new_tokens=2))
+
+
+@pytest.mark.parametrize("params", [dict(temperature=1e-300), dict(temperature=5e-324, top_k=5),
+                                    dict(temperature=0.7, repetition_penalty=5e-324),
+                                    dict(temperature=100.0, top_p=5e-324), dict(temperature=1e-300, top_p=0.5)])
+def test_extreme_but_valid_sampling_parameters(gen, params):
+    """Valid limits of the ranges: a temperature or penalty that overflows the logits samples greedily."""
+    out = gen.generate_ids([464, 10, 7], max_new_tokens=4, seed=1, stop_token_ids=(), **params)
+    assert len(out) == 4 and all(0 <= t < gen.vocab_size for t in out)
