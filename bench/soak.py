@@ -10,7 +10,8 @@ thread count after every round. It prints a table and exits 1 when RSS grew by m
 --max-growth-mb after warm-up, or when file descriptors or threads grew at all.
 
 Bundles are taken from --image/--text/--generator, else built once under --workdir
-(random-weight MobileNetV2, the LSTM classifier and GPT-2 "tiny"; needs the export extra).
+(random-weight MobileNetV2, the 2000-word LSTM classifier and GPT-2 of --generator-config, by
+default the 124M "gpt2"; needs the export extra).
 """
 from __future__ import annotations
 
@@ -152,25 +153,20 @@ def generation_workload(bundle: str | os.PathLike, count: int) -> Workload:
     return Workload("generations", count, step)
 
 
-def default_bundles(workdir: Path) -> dict[str, Path]:
-    """Build the soak's bundles under workdir once (random weights: memory, not accuracy, is tested)."""
-    built = {}
-    image, text, generator = workdir / "mobilenetv2", workdir / "lstm", workdir / "gpt2-tiny"
-    if not (image / "manifest.json").exists():
+def build_bundle(kind: str, out: Path, generator_config: str = "gpt2") -> Path:
+    """The soak's default bundle of a kind, built once under out (random weights: memory, not
+    accuracy, is what the soak tests)."""
+    if (out / "manifest.json").exists():
+        return out
+    if kind == "image":
         from reelrt.export.cnn import export_cnn
-        export_cnn("mobilenetv2", image)
-    built["image"] = image
-    if not (text / "manifest.json").exists():
+        return export_cnn("mobilenetv2", out)
+    if kind == "text":
         from reelrt.export.lstm import export_bundle
         from reelrt.models.lstm import random_checkpoint
-        export_bundle(random_checkpoint(2000, 128), text, "soak: random weights")
-    built["text"] = text
-    if _has_generator():
-        if not (generator / "manifest.json").exists():
-            from reelrt.export.gpt2 import export
-            export(generator, config="tiny")
-        built["generator"] = generator
-    return built
+        return export_bundle(random_checkpoint(2000, 128), out, "soak: random weights")
+    from reelrt.export.gpt2 import export
+    return export(out, config=generator_config)
 
 
 def _has_generator() -> bool:
@@ -185,14 +181,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--image", help="image-classification bundle")
     p.add_argument("--text", help="text-classification bundle")
     p.add_argument("--generator", help="text-generation bundle")
+    p.add_argument("--generator-config", default="gpt2", choices=["gpt2", "distilgpt2", "tiny"],
+                   help="GPT-2 size built when --generator is not given")
     p.add_argument("--workdir", default="bundles/soak", help="where missing bundles are built")
     p.add_argument("--max-growth-mb", type=float, default=4.0, help="allowed RSS growth after warm-up")
     p.add_argument("--rounds", type=int, default=50, help="samples taken after warm-up")
     args = p.parse_args(argv)
 
-    bundles = {k: v for k, v in (("image", args.image), ("text", args.text), ("generator", args.generator)) if v}
-    if len(bundles) < 2 + _has_generator():
-        bundles = {**default_bundles(Path(args.workdir)), **bundles}
+    given = {"image": args.image, "text": args.text, "generator": args.generator}
+    needed = ["image", "text"] + (["generator"] if args.generations and _has_generator() else [])
+    default_names = {"image": "mobilenetv2", "text": "lstm", "generator": args.generator_config}
+    bundles = {k: given[k] or build_bundle(k, Path(args.workdir) / default_names[k], args.generator_config)
+               for k in needed}
     workloads = [image_workload(bundles["image"], args.classifications),
                  text_workload(bundles["text"], args.classifications)]
     if "generator" in bundles and args.generations:

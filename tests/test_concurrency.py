@@ -85,3 +85,47 @@ def test_backends_that_are_not_thread_safe_run_one_call_at_a_time(tiny_bundle, m
     with ThreadPoolExecutor(4) as pool:
         list(pool.map(lambda _: model.run(feeds), range(200)))
     assert (backend.overlaps == 0) if not thread_safe else (backend.overlaps > 0)
+
+
+# -- text generation: one generator per thread -------------------------------------------------
+
+PROMPTS = ["The dragon said", "Once upon a time", "In the tavern", "Level up!"]
+
+
+def test_one_generator_per_thread_gives_one_threads_answers(gpt2_tiny_bundle):
+    """8 threads, each with its own generator of one bundle, sampling with seeds: the same text as alone."""
+    gens = [load(gpt2_tiny_bundle, device="cpu", threads=1) for _ in range(THREADS)]
+    calls = [(PROMPTS[i % 4], dict(max_new_tokens=6, temperature=0.9, top_p=0.95, seed=i)) for i in range(24)]
+    expected = [gens[0].generate(p, **k) for p, k in calls]
+
+    def worker(t: int) -> list[int]:
+        order = [(i * (2 * t + 1) + t) % len(calls) for i in range(len(calls))]
+        return [i for i in order if gens[t].generate(calls[i][0], **calls[i][1]) != expected[i]]
+
+    with ThreadPoolExecutor(THREADS) as pool:
+        assert [w for ws in pool.map(worker, range(THREADS)) for w in ws] == []
+
+
+def test_a_generator_busy_in_another_thread_refuses_at_once(gpt2_tiny_bundle):
+    from reelrt.runtime import ReelrtError
+    gen = load(gpt2_tiny_bundle, device="cpu", threads=1)
+    expected = gen.generate("Level up!", max_new_tokens=4)
+    stream = gen.stream("The dragon said", max_new_tokens=20)
+    next(stream)  # a generation of this thread is in progress
+
+    def elsewhere():
+        return gen.generate("Level up!", max_new_tokens=4)
+    with ThreadPoolExecutor(1) as pool:
+        with pytest.raises(ReelrtError, match="another thread"):
+            pool.submit(elsewhere).result()
+        with pytest.raises(ReelrtError, match="another thread"):
+            pool.submit(lambda: list(gen.stream("x", max_new_tokens=2))).result()
+        assert next(stream)  # the refused calls did not disturb this thread's generation
+        stream.close()  # finished with: the generator may now serve another thread
+        assert pool.submit(elsewhere).result() == expected
+    # this thread may still supersede its own unfinished stream (and the old one then says so)
+    first = gen.stream("Once upon a time", max_new_tokens=20)
+    next(first)
+    assert gen.generate("Level up!", max_new_tokens=4) == expected
+    with pytest.raises(ReelrtError, match="superseded"):
+        list(first)

@@ -7,13 +7,19 @@ import threading
 import numpy as np
 import pytest
 
-from reelrt.bench.soak import Workload, image_workload, main, soak, text_workload
+from reelrt.bench.soak import Workload, generation_workload, image_workload, main, soak, text_workload
 
 
 def test_classifiers_stay_flat(tiny_cnn_bundle, tiny_text_bundle):
     report = soak([image_workload(tiny_cnn_bundle, 2000), text_workload(tiny_text_bundle, 2000)], rounds=20)
     assert report.failures == [], report.table()
     assert report.end.calls == 4400 and len(report.samples) == 20
+
+
+def test_generator_stays_flat(gpt2_tiny_bundle):
+    """Whole generations and streams abandoned mid-way: the cache is reused, nothing accumulates."""
+    report = soak([generation_workload(gpt2_tiny_bundle, 100)], rounds=10)
+    assert report.failures == [], report.table()
 
 
 def test_command_prints_the_table(tiny_cnn_bundle, tiny_text_bundle, capsys):
