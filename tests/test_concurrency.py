@@ -129,3 +129,10 @@ def test_a_generator_busy_in_another_thread_refuses_at_once(gpt2_tiny_bundle):
     assert gen.generate("Level up!", max_new_tokens=4) == expected
     with pytest.raises(ReelrtError, match="superseded"):
         list(first)
+
+
+def test_thread_safety_cost_bench_runs(tiny_cnn_bundle, capsys):
+    from reelrt.bench.threads import main
+    assert main([str(tiny_cnn_bundle), "--rounds", "2", "--calls", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "| per-thread buffer |" in out and "| shared buffer |" in out
