@@ -226,7 +226,7 @@ def check_frame(frame: np.ndarray) -> np.ndarray:
         raise InputError(f"the frame is empty (shape {frame.shape})")
     if frame.shape[0] * frame.shape[1] > MAX_FRAME_PIXELS:
         raise InputError(f"the frame is {frame.shape[1]}x{frame.shape[0]}, over the limit of {MAX_FRAME_PIXELS}"
-                         " pixels (8192x8192): scale it down first")
+                         " pixels (as many as 8192x8192): scale it down first")
     if frame.ndim == 3 and frame.shape[2] == 1:
         frame = frame[:, :, 0]
     return frame
