@@ -49,7 +49,7 @@ def leak_thread(i: int) -> None:
         threading.Thread(target=stop.wait, daemon=True).start()
 
 
-@pytest.mark.parametrize("step, failure", [(leak_memory, "RSS grew"), (leak_file, "file descriptors grew"),
+@pytest.mark.parametrize("step, failure", [(leak_memory, "anonymous RSS grew"), (leak_file, "file descriptors grew"),
                                            (leak_thread, "threads grew")])
 def test_each_kind_of_leak_is_reported(step, failure):
     try:
