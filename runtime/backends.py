@@ -39,7 +39,10 @@ class Backend(Protocol):
 
 
 class OrtBackend:
-    """ONNX Runtime on the bundle's ONNX file."""
+    """ONNX Runtime on the bundle's ONNX file. InferenceSession.run may be called from many
+    threads at once (ONNX Runtime documents it), so Model.run takes no lock for it."""
+
+    thread_safe = True
 
     def __init__(self, session):
         self.session = session

@@ -9,9 +9,16 @@
 The key/value cache is allocated once per generator (runtime/decoder.py); a generator serves
 one generation at a time, and starting a new one supersedes a stream left unfinished, so an
 abandoned stream holds nothing.
+
+Threads: one generator per thread. The cache is the generator's, so a generation that
+another thread starts while one is in progress (a stream not yet finished, closed or
+dropped included) is refused at once with ReelrtError, never run into the same cache.
+A generator may pass from thread to thread between generations; load the bundle once
+per thread to generate in parallel.
 """
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from typing import Iterator, Sequence
 
@@ -60,10 +67,12 @@ class TextGenerator(Model):
             raise BundleError(f"not a usable GPT-2 bundle: {type(e).__name__}: {e}") from None
         self.text_vocab = min(self.tokenizer.get_vocab_size(), self.vocab_size)
         session = create_session(bundle.model_path, m.artifacts[m.model].sha256, device="cpu", threads=threads)
-        self.backend = OrtBackend(session)
+        self._attach(OrtBackend(session))
         self.decoder = KVDecoder(session, self.n_layer, n_head, head_dim, self.max_context, self.vocab_size)
         self.defaults = m.generation
         self._epoch = 0
+        self._owner: int | None = None  # the thread whose generation is in progress
+        self._claim = threading.Lock()   # guards _owner and _epoch
 
     # ---- public entry points -------------------------------------------------------------
 
@@ -137,7 +146,10 @@ class TextGenerator(Model):
     def _encode(self, prompt: str) -> list[int]:
         if not isinstance(prompt, str) or not prompt:
             raise InputError("every prompt must be a non-empty string")
-        return self.tokenizer.encode(prompt).ids
+        try:
+            return self.tokenizer.encode(prompt).ids
+        except Exception as e:  # e.g. lone surrogates, which are not valid UTF-8
+            raise InputError(f"cannot tokenize the prompt {prompt[:40]!r}: {e}") from None
 
     def _id_request(self, rows, max_new_tokens, temperature, top_k, top_p, repetition_penalty, seed, stop_token_ids,
                     truncate: bool) -> _Request:
@@ -180,8 +192,30 @@ class TextGenerator(Model):
     def _steps(self, req: _Request, done: list[bool]) -> Iterator[list[int | None]]:
         """Yield, per step, each row's new token (None once a row is finished). Callers may set
         done[r] to finish a row early (a stop string)."""
-        self._epoch += 1
-        epoch = self._epoch
+        epoch = self._begin()
+        try:
+            yield from self._run_steps(req, done, epoch)
+        finally:
+            self._end(epoch)
+
+    def _begin(self) -> int:
+        """Claim the generator for a new generation of this thread (superseding its own unfinished
+        one); refuse while another thread's generation is in progress, rather than share the cache."""
+        me = threading.get_ident()
+        with self._claim:
+            if self._owner not in (None, me):
+                raise ReelrtError("this TextGenerator is busy with a generation of another thread: use one generator"
+                                  " per thread (load the bundle again), or finish or close that generation first")
+            self._owner = me
+            self._epoch += 1
+            return self._epoch
+
+    def _end(self, epoch: int) -> None:
+        with self._claim:
+            if self._epoch == epoch:
+                self._owner = None
+
+    def _run_steps(self, req: _Request, done: list[bool], epoch: int) -> Iterator[list[int | None]]:
         rngs = [np.random.default_rng(req.seed) for _ in req.rows]
         seen = [np.asarray(row, np.int64) for row in req.rows]
         self.decoder.start(len(req.rows))

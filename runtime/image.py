@@ -8,14 +8,30 @@ small resize and colour conversion of the region the model will see, and it writ
 an input buffer reused from call to call. Interpolation "linear" is the ImageNet models'
 default: on this machine OpenCV's area filter took 5 ms to shrink the 945x945 centre of a
 1080p frame to 224x224, bilinear 0.12 ms, against a model that runs in 2-4 ms.
+
+Limits: a frame holds at most MAX_FRAME_PIXELS pixels (8192 x 8192; 8K video is 7680 x 4320)
+and an image file at most 256 MiB; larger ones are refused with InputError before any work.
+Encoded images are checked against the same pixel limit from their header, before OpenCV
+allocates the decoded frame (where reelrt imports OpenCV first, see _OPENCV_PIXEL_LIMIT), so a
+small file declaring a huge image (a decompression bomb) costs nothing.
+
+Threads: one ImageClassifier may be shared by any number of threads. Each thread gets its own
+input buffer (threading.local), and ONNX Runtime runs one session from many threads.
 """
 from __future__ import annotations
 
 import os
+import threading
 from typing import Any, Iterable, Sequence
 
-import cv2
-import numpy as np
+MAX_FRAME_PIXELS = 1 << 26
+# OpenCV reads this once, when it is first imported: it refuses to decode an image whose header
+# declares more pixels (its own default is 2^30, 3 GiB of BGR). A host application that set it,
+# or imported OpenCV before reelrt, keeps its own value; check_frame still refuses the result.
+_OPENCV_PIXEL_LIMIT = os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(MAX_FRAME_PIXELS))
+
+import cv2  # noqa: E402  (after the pixel limit above)
+import numpy as np  # noqa: E402
 
 from .bundle import Bundle
 from .errors import BundleError, InputError
@@ -102,7 +118,9 @@ class ImageClassifier(Model):
     clf.classify([f1, "a.jpg", png])     -> one such list per image
     clf.classify(frames_nhwc)            -> a uint8 (N, H, W, C) array is a batch
 
-    One classifier reuses one input buffer: give each thread its own.
+    Thread-safe: share one classifier between threads. Each thread reuses its own input
+    buffer, so concurrent calls never see each other's pixels and a single thread allocates
+    nothing per call.
     """
 
     def __init__(self, bundle: Bundle, device: str = "auto", threads: int | None = None):
@@ -114,7 +132,7 @@ class ImageClassifier(Model):
         self.output_name = m.outputs[0].name
         self.preprocess = Preprocessor(m.preprocessing)
         self.labels = m.labels
-        self._buffer = np.empty((0, self.preprocess.channels, self.preprocess.height, self.preprocess.width), np.float32)
+        self._local = threading.local()  # .buffer: this thread's (N, C, H, W) input buffer
 
     def classify(self, images: Any, top_k: int = 5, rgb: bool = False) -> Prediction | list[Prediction]:
         """Top-k (label, probability) per image; one list for one image, a list of lists for a batch."""
@@ -134,14 +152,20 @@ class ImageClassifier(Model):
         _, items = _as_items(images)
         batch = self._batch(len(items))
         for i, item in enumerate(items):
+            try:
+                frame = load_frame(item, self.preprocess.channels)
+            except InputError as e:
+                raise InputError(f"image {i} of {len(items)}: {e}" if len(items) > 1 else str(e)) from None
             # rgb describes caller frames; decoded files and bytes are BGR, as OpenCV decodes them
-            self.preprocess(load_frame(item, self.preprocess.channels), rgb and isinstance(item, np.ndarray), batch[i])
+            self.preprocess(frame, rgb and isinstance(item, np.ndarray), batch[i])
         return self.run({self.input_name: batch})[self.output_name]
 
     def _batch(self, n: int) -> np.ndarray:
-        if self._buffer.shape[0] < n:
-            self._buffer = np.empty((n, *self._buffer.shape[1:]), np.float32)
-        return self._buffer[:n]
+        buffer = getattr(self._local, "buffer", None)
+        if buffer is None or buffer.shape[0] < n:
+            p = self.preprocess
+            buffer = self._local.buffer = np.empty((n, p.channels, p.height, p.width), np.float32)
+        return buffer[:n]
 
     def _label(self, index: int) -> str:
         return self.labels[index] if index < len(self.labels) else str(index)
@@ -181,10 +205,14 @@ def load_frame(item: Any, channels: int) -> np.ndarray:
         raise InputError(f"cannot read an image from a {type(item).__name__}")
     if data.size == 0:
         raise InputError(f"{what} is empty")
-    frame = cv2.imdecode(data, flag)
+    try:
+        frame = cv2.imdecode(data, flag)
+    except cv2.error as e:  # OpenCV's own checks, e.g. a header declaring more than the pixel limit
+        raise InputError(f"{what} could not be decoded ({str(e).strip().splitlines()[-1]}); images are limited"
+                         f" to {MAX_FRAME_PIXELS} pixels") from None
     if frame is None:
         raise InputError(f"{what} could not be decoded: corrupt, truncated or not an image format OpenCV reads")
-    return frame
+    return check_frame(frame)
 
 
 def check_frame(frame: np.ndarray) -> np.ndarray:
@@ -196,6 +224,9 @@ def check_frame(frame: np.ndarray) -> np.ndarray:
         raise InputError(f"a frame must have 1, 3 or 4 channels, got {frame.shape[2]} (shape {frame.shape})")
     if frame.size == 0:
         raise InputError(f"the frame is empty (shape {frame.shape})")
+    if frame.shape[0] * frame.shape[1] > MAX_FRAME_PIXELS:
+        raise InputError(f"the frame is {frame.shape[1]}x{frame.shape[0]}, over the limit of {MAX_FRAME_PIXELS}"
+                         " pixels (as many as 8192x8192): scale it down first")
     if frame.ndim == 3 and frame.shape[2] == 1:
         frame = frame[:, :, 0]
     return frame
@@ -213,6 +244,8 @@ def _read_file(path: str) -> np.ndarray:
         raise InputError(f"{path!r} is a directory, not an image file") from None
     except OSError as e:
         raise InputError(f"cannot read image file {path!r}: {e.strerror or e}") from None
+    except ValueError as e:  # e.g. a NUL byte in the path
+        raise InputError(f"cannot read image file {path!r}: {e}") from None
 
 
 def _top(row: np.ndarray, k: int) -> np.ndarray:

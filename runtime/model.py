@@ -1,6 +1,8 @@
 """The base of every task object: a verified bundle, a backend and checked inputs."""
 from __future__ import annotations
 
+import threading
+from contextlib import nullcontext
 from typing import Mapping
 
 import numpy as np
@@ -13,17 +15,27 @@ from .manifest import TensorSpec
 
 class Model:
     """A loaded bundle. Task classes (ImageClassifier, TextClassifier, TextGenerator) add a
-    friendly face; `run` stays available for callers who bring their own tensors."""
+    friendly face; `run` stays available for callers who bring their own tensors.
+
+    `run` may be called from many threads: a backend that declares `thread_safe` (ONNX
+    Runtime's CPU session) runs them concurrently, any other (one reused OpenVINO infer
+    request, IO-bound CUDA buffers, a TensorRT context) one at a time behind a lock."""
 
     def __init__(self, bundle: Bundle, device: str = "auto", threads: int | None = None):
         self.bundle = bundle
         self.manifest = bundle.manifest
-        self.backend: Backend = open_backend(bundle, device=device, threads=threads)
+        self._attach(open_backend(bundle, device=device, threads=threads))
+
+    def _attach(self, backend: Backend) -> None:
+        """Use `backend` for run(), behind a lock unless it declares itself thread-safe."""
+        self.backend = backend
+        self._run_lock = nullcontext() if getattr(backend, "thread_safe", False) else threading.Lock()
 
     def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Run the graph on named arrays after checking them against the manifest."""
         check_feeds(self.manifest.inputs, feeds)
-        outputs = self.backend.run(feeds)
+        with self._run_lock:
+            outputs = self.backend.run(feeds)
         return dict(zip(self.backend.output_names, outputs))
 
     def __repr__(self) -> str:
@@ -34,6 +46,8 @@ class Model:
 def check_feeds(specs: list[TensorSpec], feeds: Mapping[str, np.ndarray]) -> None:
     """Raise InputError unless feeds match the declared names, dtypes, ranks and fixed dims,
     and every symbolic dim has one size across all inputs."""
+    if not isinstance(feeds, Mapping):
+        raise InputError(f"inputs must be a mapping of names to numpy arrays, got {type(feeds).__name__}")
     expected = {s.name for s in specs}
     if set(feeds) != expected:
         raise InputError(f"inputs must be exactly {sorted(expected)}, got {sorted(feeds)}")

@@ -44,10 +44,14 @@ def next_token(logits: np.ndarray, params: SamplingParams, rng: np.random.Genera
     if params.repetition_penalty != 1.0 and seen is not None and len(seen):
         logits = logits.copy()
         picked = logits[seen]
-        logits[seen] = np.where(picked > 0, picked / params.repetition_penalty, picked * params.repetition_penalty)
+        with np.errstate(over="ignore", divide="ignore"):  # a tiny penalty may push a logit to infinity
+            logits[seen] = np.where(picked > 0, picked / params.repetition_penalty, picked * params.repetition_penalty)
     if params.greedy:
         return int(np.argmax(logits))
-    scaled = logits.astype(np.float64) / params.temperature
+    with np.errstate(over="ignore", divide="ignore"):
+        scaled = logits.astype(np.float64) / params.temperature
+    if scaled.max() == np.inf:  # a temperature (or penalty) so extreme that sampling is greedy
+        return int(np.argmax(scaled))
     probs = np.exp(scaled - scaled.max())
     probs /= probs.sum()
     k = params.top_k if 0 < params.top_k < len(probs) else len(probs)

@@ -75,20 +75,21 @@ class TextClassifier(Model):
                  batch_size: int = DEFAULT_BATCH):
         if type(batch_size) is not int or batch_size < 1:
             raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
-        super().__init__(bundle, device, threads)
-        names = [s.name for s in self.manifest.inputs]
+        # every check of the bundle comes before the session: a bad bundle never reaches ONNX Runtime
+        m = bundle.manifest
+        names = [s.name for s in m.inputs]
         if names != ["input_ids", "lengths"]:
             raise BundleError(f"a text-classification graph takes inputs ['input_ids', 'lengths'], this one {names}")
-        classes = self.manifest.outputs[0].shape[-1]
-        if not self.manifest.labels or classes != len(self.manifest.labels):
-            raise BundleError(f"the bundle has {len(self.manifest.labels)} labels for {classes} output classes")
+        classes = m.outputs[0].shape[-1]
+        if not m.labels or classes != len(m.labels):
+            raise BundleError(f"the bundle has {len(m.labels)} labels for {classes} output classes")
         self.tokenizer, self.max_length, self.pad_id = load_tokenizer(bundle)
-        self.labels = list(self.manifest.labels)
+        self.labels = list(m.labels)
         self.batch_size = batch_size
-        extra = self.manifest.extra
-        self.vocab_size = extra.get("vocab_size")
+        self.vocab_size = m.extra.get("vocab_size")
         if type(self.vocab_size) is not int or self.vocab_size < 1:
             raise BundleError(f"manifest.extra.vocab_size must be a positive integer, got {self.vocab_size!r}")
+        super().__init__(bundle, device, threads)
 
     def probabilities(self, texts: Sequence[str]) -> np.ndarray:
         """(N, classes) probabilities, in the order of `texts`."""
@@ -105,6 +106,8 @@ class TextClassifier(Model):
         not padded to a long neighbour's length (the LSTM would skip the padding anyway,
         but every run costs as many steps as its longest row).
         """
+        if not isinstance(ids, np.ndarray) or not isinstance(lengths, np.ndarray):
+            raise InputError(f"ids and lengths must be numpy arrays, got {type(ids).__name__} and {type(lengths).__name__}")
         if ids.ndim != 2 or lengths.shape != ids.shape[:1]:
             raise InputError(f"ids must be (N, width) and lengths (N,), got {ids.shape} and {lengths.shape}")
         if len(lengths) and (lengths.min() < 1 or lengths.max() > ids.shape[1]):

@@ -85,6 +85,25 @@ def tiny_cnn_bundle(tmp_path_factory) -> Path:
     return make_tiny_cnn_bundle(tmp_path_factory.mktemp("cnn") / "tiny-cnn")
 
 
+def make_tiny_text_bundle(out: Path) -> Path:
+    """A real exported LSTM text classifier (random weights, 8-token max length), 3 labels."""
+    import torch
+
+    from reelrt.export.lstm import export_bundle
+    from reelrt.models.lstm import Checkpoint, LSTMClassifier, LSTMConfig, train_tokenizer
+
+    texts = ["the cat sat on the mat", "dogs chase cats in the garden", "the ship warped away", "captain on the bridge"] * 4
+    tokenizer = train_tokenizer(texts, 60)
+    torch.manual_seed(0)
+    model = LSTMClassifier(LSTMConfig(tokenizer.get_vocab_size(), 3, embed_dim=8, hidden=12))
+    return export_bundle(Checkpoint(model.eval(), tokenizer, ["books", "pets", "ships"], 8), out, "tests")
+
+
+@pytest.fixture(scope="session")
+def tiny_text_bundle(tmp_path_factory) -> Path:
+    return make_tiny_text_bundle(tmp_path_factory.mktemp("text") / "tiny-text")
+
+
 @pytest.fixture(scope="session")
 def gpt2_tiny_bundle(tmp_path_factory) -> Path:
     """A validated fp32 bundle of the tiny random GPT-2 config, built once per test session."""

@@ -1,8 +1,11 @@
 """A generated corpus of hostile and broken bundles.
 
-Each case takes a freshly written valid bundle and damages it the way a hostile or broken
-download would; CASES names the case and a fragment of the refusal it must get. Nothing here
-is a hand-edited binary: run `python tests/hostile_corpus.py DIR` to write the corpus to DIR.
+Each case takes a freshly written valid bundle of one kind ("image": a tiny CNN bundle,
+"text": a tiny text-classification bundle, "generator": a tiny GPT-2 bundle) and damages it
+the way a hostile or broken download would; CASES names the case, the refusal fragment it
+must get and the kind of bundle it damages (a case for several kinds is registered once per
+kind, as NAME for the first and NAME_KIND for the others). Nothing here is a hand-edited binary: run
+`python tests/hostile_corpus.py DIR` to write the corpus to DIR.
 """
 from __future__ import annotations
 
@@ -13,14 +16,18 @@ import sys
 from pathlib import Path
 from typing import Callable
 
-CASES: dict[str, tuple[Callable[[Path], None], str]] = {}
+CASES: dict[str, tuple[Callable[[Path], None], str, str]] = {}
 
 
-def case(expected: str):
+def case(expected: str, kinds: tuple[str, ...] = ("image",)):
     def register(fn: Callable[[Path], None]):
-        CASES[fn.__name__] = (fn, expected)
+        for i, kind in enumerate(kinds):
+            CASES[fn.__name__ if i == 0 else f"{fn.__name__}_{kind}"] = (fn, expected, kind)
         return fn
     return register
+
+
+TEXT_KINDS = ("text", "generator")
 
 
 def _manifest(bundle: Path) -> dict:
@@ -233,11 +240,62 @@ def onnx_nesting_bomb(b: Path) -> None:
     _rehash(b, "model.onnx")
 
 
-def generate(root: Path, make_valid: Callable[[Path], Path]) -> dict[str, tuple[Path, str]]:
-    """Write every case under root; return name -> (bundle path, expected refusal fragment)."""
+# -- the tokenizer of a text bundle ------------------------------------------------------
+
+def _replace_tokenizer(b: Path, data: bytes) -> None:
+    (b / "tokenizer.json").write_bytes(data)
+    _rehash(b, "tokenizer.json")
+
+
+@case("tokenizer", kinds=TEXT_KINDS)
+def tokenizer_not_json(b: Path) -> None:
+    _replace_tokenizer(b, b"\x89PNG\r\n\x1a\n not a tokenizer")
+
+
+@case("tokenizer", kinds=TEXT_KINDS)
+def tokenizer_empty_object(b: Path) -> None:
+    _replace_tokenizer(b, b"{}")
+
+
+@case("tokenizer", kinds=TEXT_KINDS)
+def tokenizer_unknown_model_type(b: Path) -> None:
+    doc = json.loads((b / "tokenizer.json").read_text())
+    doc["model"]["type"] = "Pickle"
+    _replace_tokenizer(b, json.dumps(doc).encode())
+
+
+@case("tokenizer", kinds=TEXT_KINDS)
+def tokenizer_vocab_of_wrong_type(b: Path) -> None:
+    doc = json.loads((b / "tokenizer.json").read_text())
+    doc["model"]["vocab"] = [["a", "b"]] * 3
+    _replace_tokenizer(b, json.dumps(doc).encode())
+
+
+@case("tokenizer", kinds=TEXT_KINDS)
+def tokenizer_is_a_list(b: Path) -> None:
+    _replace_tokenizer(b, b"[1, 2, 3]")
+
+
+@case("not among the bundle.s artifacts", kinds=TEXT_KINDS)
+def tokenizer_not_an_artifact(b: Path) -> None:
+    doc = _manifest(b)
+    doc["tokenizer"]["path"] = "other.json"
+    _save(b, doc)
+
+
+@case("escapes", kinds=TEXT_KINDS)
+def tokenizer_path_traversal(b: Path) -> None:
+    doc = _manifest(b)
+    doc["tokenizer"]["path"] = "../tokenizer.json"
+    _save(b, doc)
+
+
+def generate(root: Path, makers: dict[str, Callable[[Path], Path]]) -> dict[str, tuple[Path, str]]:
+    """Write every case under root, each from a fresh valid bundle of its kind (makers: kind ->
+    writer of a valid bundle); return name -> (bundle path, expected refusal fragment)."""
     corpus = {}
-    for name, (damage, expected) in CASES.items():
-        bundle = make_valid(root / name)
+    for name, (damage, expected, kind) in CASES.items():
+        bundle = makers[kind](root / name)
         damage(bundle)
         corpus[name] = (bundle, expected)
     return corpus
@@ -245,7 +303,11 @@ def generate(root: Path, make_valid: Callable[[Path], Path]) -> dict[str, tuple[
 
 if __name__ == "__main__":
     sys.path.insert(0, str(Path(__file__).parent))
-    from conftest import make_tiny_bundle
+    from conftest import make_tiny_bundle, make_tiny_text_bundle
+
+    from reelrt.export.gpt2 import export
     out = Path(sys.argv[1] if len(sys.argv) > 1 else "hostile-bundles")
-    for name, (path, expected) in generate(out, make_tiny_bundle).items():
+    makers = {"image": make_tiny_bundle, "text": make_tiny_text_bundle,
+              "generator": lambda path: export(path, config="tiny", threads=1)}
+    for name, (path, expected) in generate(out, makers).items():
         print(f"{name:<36} {path}  (must be refused: ...{expected}...)")

@@ -80,10 +80,10 @@ def test_one_image_gives_one_list_and_top_k_is_clamped(clf):
 
 def test_input_buffer_is_reused(clf):
     clf.classify([FRAME] * 3)
-    buffer = clf._buffer
+    buffer = clf._local.buffer
     clf.classify(FRAME)
     clf.classify([FRAME, FRAME])
-    assert clf._buffer is buffer
+    assert clf._local.buffer is buffer
 
 
 def test_mixed_frame_sizes_in_one_batch(clf):

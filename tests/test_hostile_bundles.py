@@ -2,19 +2,25 @@
 with a BundleError that names the cause, in bounded time and memory."""
 from __future__ import annotations
 
+import shutil
 import time
 import tracemalloc
 
 import pytest
 
-from conftest import make_tiny_bundle
+from conftest import make_tiny_bundle, make_tiny_text_bundle
 from hostile_corpus import CASES, generate
 from reelrt.runtime import BundleError, load
 
 
 @pytest.fixture(scope="module")
-def corpus(tmp_path_factory):
-    return generate(tmp_path_factory.mktemp("hostile"), make_tiny_bundle)
+def corpus(tmp_path_factory, gpt2_tiny_bundle):
+    text = make_tiny_text_bundle(tmp_path_factory.mktemp("text-source") / "text")
+
+    def copier(source):  # one export, copied per case: the cases damage copies, never the source
+        return lambda out: shutil.copytree(source, out)
+    return generate(tmp_path_factory.mktemp("hostile"),
+                    {"image": make_tiny_bundle, "text": copier(text), "generator": copier(gpt2_tiny_bundle)})
 
 
 @pytest.fixture
@@ -47,7 +53,8 @@ def test_corpus_covers_the_threats():
     """The issue's list of hostile inputs, each present in the corpus."""
     for needed in ("manifest_path_traversal", "external_data_traversal", "symlink_out_of_bundle", "checksum_mismatch",
                    "truncated_model", "zero_byte_model", "manifest_absurd_size", "manifest_absurd_depth",
-                   "absurd_dimensions", "unknown_format_version", "wrong_family_task"):
+                   "absurd_dimensions", "unknown_format_version", "wrong_family_task", "tokenizer_not_json",
+                   "tokenizer_not_json_generator"):
         assert needed in CASES
 
 

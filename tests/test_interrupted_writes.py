@@ -60,3 +60,79 @@ def test_kill_at_any_point(tmp_path, marker, delay):
     assert visible == ["bundle"]
     make_tiny_bundle(out)  # the next writer sweeps what the killed one left
     assert [p.name for p in tmp_path.iterdir()] == ["bundle"]
+
+
+# -- the real commands ------------------------------------------------------------------------
+
+def writer_dir(out: Path) -> Path | None:
+    """The temporary directory a BundleWriter for `out` is filling, if one exists now."""
+    return next(out.parent.glob(f".{out.name}.tmp-*"), None)
+
+
+# when to kill: a delay after start, or the moment the writer's temp dir exists / holds a file
+MOMENTS = {
+    "at start": lambda out: True,
+    "after 1 s": lambda out: time.sleep(1.0) or True,
+    "writer dir created": lambda out: writer_dir(out) is not None,
+    "model written": lambda out: (d := writer_dir(out)) is not None and (d / "model.onnx").exists(),
+    "manifest written": lambda out: (d := writer_dir(out)) is not None and (d / "manifest.json").exists(),
+}
+
+# what each moment must hit, so that no case passes by killing a process that had already finished
+# (the last window, manifest written to swap, is a few fsyncs long: the writer may win it)
+EXPECTED = {"at start": {"before writing"}, "after 1 s": {"before writing"}, "writer dir created": {"mid-write"},
+            "model written": {"mid-write"}, "manifest written": {"mid-write", "finished"}}
+
+
+def kill_command(args: list[str], out: Path, moment: str, limit: float = 120) -> str:
+    """Run `reelrt ARGS` as a child; SIGKILL it at `moment` (polled every millisecond) or when it ends.
+    Returns what was killed: "mid-write" (a writer dir existed), "before writing" or "finished"."""
+    child = subprocess.Popen([sys.executable, "-m", "reelrt", *args], stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + limit
+    while child.poll() is None and not MOMENTS[moment](out) and time.monotonic() < deadline:
+        time.sleep(0.001)
+    child.send_signal(signal.SIGKILL)
+    finished = child.wait() == 0
+    return "finished" if finished else "mid-write" if writer_dir(out) else "before writing"
+
+
+def assert_old_or_new(out: Path, before: bytes, new_precision: str) -> None:
+    """`out` verifies, and is either the old bundle byte for byte (manifest) or the complete new one;
+    nothing but `out` is visible beside it, and the next writer sweeps what the child left."""
+    bundle = open_bundle(out, verify="always")
+    if (out / "manifest.json").read_bytes() != before:
+        assert bundle.manifest.precision == new_precision and bundle.manifest.labels != ["a", "b", "c"]
+    assert [p.name for p in out.parent.iterdir() if not p.name.startswith(".")] == [out.name]
+    make_tiny_bundle(out)
+    assert [p.name for p in out.parent.iterdir()] == [out.name]
+
+
+@pytest.fixture(scope="module")
+def digits_checkpoint(tmp_path_factory) -> Path:
+    """A random-weight digits state_dict: the export route is the same as for a trained one."""
+    import torch
+
+    from reelrt.models.cnn import build
+    path = tmp_path_factory.mktemp("ckpt") / "digits.pt"
+    torch.save(build("digits").state_dict(), path)
+    return path
+
+
+@pytest.mark.parametrize("moment", ["after 1 s", "writer dir created", "model written", "manifest written"])
+def test_killing_export_never_leaves_a_half_bundle(tmp_path, digits_checkpoint, moment):
+    out = make_tiny_bundle(tmp_path / "target" / "bundle")
+    before = (out / "manifest.json").read_bytes()
+    killed = kill_command(["export", "cnn", "--arch", "digits", "--checkpoint", str(digits_checkpoint), "--out", str(out)],
+                          out, moment)
+    assert killed in EXPECTED[moment]
+    assert_old_or_new(out, before, "fp32")
+
+
+@pytest.mark.parametrize("moment", ["at start", "writer dir created", "model written", "manifest written"])
+def test_killing_quantize_never_leaves_a_half_bundle(tmp_path, tiny_cnn_bundle, moment):
+    out = make_tiny_bundle(tmp_path / "target" / "bundle")
+    before = (out / "manifest.json").read_bytes()
+    killed = kill_command(["quantize", str(tiny_cnn_bundle), "--precision", "int8", "--out", str(out)], out, moment)
+    assert killed in EXPECTED[moment]
+    assert_old_or_new(out, before, "int8")
