@@ -117,10 +117,10 @@ def validate(src: Bundle, dst_model: Path, precision: str) -> dict:
     from reelrt.export.gpt2 import open_decoder
     from reelrt.export.gpt2_graph import fused_counts, streamed_weight_bytes
     from reelrt.models.gpt2 import training_text
-    from reelrt.runtime.generate import load_tokenizer
+    from reelrt.runtime.tokenizer import read_tokenizer
     facts = src.manifest.extra
     random_weights = "random_config" in src.manifest.provenance
-    ids = load_tokenizer(src).encode(training_text("heldout")).ids[:EVAL_TOKENS_RANDOM if random_weights else EVAL_TOKENS]
+    ids = read_tokenizer(src).encode(training_text("heldout")).ids[:EVAL_TOKENS_RANDOM if random_weights else EVAL_TOKENS]
     reference, targets = teacher_forced_logits(open_decoder(src.model_path, facts), ids, facts["max_context"])
     candidate, _ = teacher_forced_logits(open_decoder(dst_model, facts), ids, facts["max_context"])
     cmp = check(compare_logits(reference, candidate), precision, f"{precision} against fp32 on held-out text",

@@ -23,7 +23,6 @@ from dataclasses import dataclass
 from typing import Iterator, Sequence
 
 import numpy as np
-from tokenizers import Tokenizer
 
 from .backends import OrtBackend
 from .bundle import Bundle
@@ -33,6 +32,7 @@ from .errors import BackendUnavailableError, BundleError, InputError, ReelrtErro
 from .model import Model
 from .sampling import SamplingParams, next_token
 from .session import create_session
+from .tokenizer import read_tokenizer
 
 
 @dataclass(frozen=True)
@@ -60,7 +60,7 @@ class TextGenerator(Model):
             self.n_layer, n_head, head_dim = int(x["n_layer"]), int(x["n_head"]), int(x["head_dim"])
             self.max_context, self.vocab_size = int(x["max_context"]), int(x["vocab_size"])
             self.eos_token_id = m.tokenizer.get("eos_token_id")
-            self.tokenizer = load_tokenizer(bundle)
+            self.tokenizer = read_tokenizer(bundle)
         except BundleError:
             raise
         except Exception as e:  # a missing fact, a bad type, a tokenizer file tokenizers cannot read
@@ -260,18 +260,6 @@ class TextGenerator(Model):
         cut = _first_stop(pending, stops)
         if pending[:cut]:
             yield pending[:cut]
-
-
-def load_tokenizer(bundle: Bundle) -> Tokenizer:
-    """The bundle's tokenizer.json (a `tokenizers` fast tokenizer)."""
-    try:
-        return Tokenizer.from_file(str(bundle.path(bundle.manifest.tokenizer["path"])))
-    except KeyError:
-        raise BundleError("the manifest names no tokenizer file") from None
-    except BundleError:
-        raise
-    except Exception as e:  # tokenizers raises plain Exceptions for unreadable files
-        raise BundleError(f"cannot read the bundle's tokenizer: {e}") from None
 
 
 def _id_rows(ids) -> tuple[bool, list[list] | None]:

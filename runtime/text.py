@@ -16,6 +16,7 @@ from tokenizers import Tokenizer
 from .bundle import Bundle
 from .errors import BundleError, InputError
 from .model import Model
+from .tokenizer import read_tokenizer
 
 DEFAULT_BATCH = 16
 
@@ -23,17 +24,12 @@ DEFAULT_BATCH = 16
 def load_tokenizer(bundle: Bundle) -> tuple[Tokenizer, int, int]:
     """The bundle's tokenizer, max length and pad id; BundleError when any is unusable."""
     spec = bundle.manifest.tokenizer
-    if "path" not in spec:
-        raise BundleError("a text-classification bundle needs manifest.tokenizer.path (its tokenizer.json)")
     max_length, pad_id = spec.get("max_length"), spec.get("pad_id")
     if type(max_length) is not int or max_length < 1:
         raise BundleError(f"manifest.tokenizer.max_length must be a positive integer, got {max_length!r}")
     if type(pad_id) is not int or pad_id < 0:
         raise BundleError(f"manifest.tokenizer.pad_id must be a non-negative integer, got {pad_id!r}")
-    try:
-        tokenizer = Tokenizer.from_file(str(bundle.path(spec["path"])))
-    except Exception as e:  # tokenizers raises a bare Exception for a malformed file
-        raise BundleError(f"{spec['path']} is not a tokenizer.json the tokenizers package can read: {e}") from None
+    tokenizer = read_tokenizer(bundle)
     tokenizer.no_truncation()
     tokenizer.no_padding()
     return tokenizer, max_length, pad_id
