@@ -36,6 +36,7 @@ import numpy as np  # noqa: E402
 from .bundle import Bundle
 from .errors import BundleError, InputError
 from .model import Model
+from .ranking import best, softmax
 
 Prediction = list[tuple[str, float]]
 
@@ -139,12 +140,11 @@ class ImageClassifier(Model):
         if not isinstance(top_k, int) or isinstance(top_k, bool) or top_k < 1:
             raise InputError(f"top_k must be a positive int, got {top_k!r}")
         single, items = _as_items(images)
-        probs = _softmax(self.logits(items, rgb=rgb))
+        probs = softmax(self.logits(items, rgb=rgb))
         k = min(top_k, probs.shape[1])
         results = []
         for row in probs:
-            best = np.argsort(-row, kind="stable")[:k] if k * 8 >= len(row) else _top(row, k)
-            results.append([(self._label(int(i)), float(row[i])) for i in best])
+            results.append([(self._label(int(i)), float(row[i])) for i in best(row, k)])
         return results[0] if single else results
 
     def logits(self, images: Any, rgb: bool = False) -> np.ndarray:
@@ -247,14 +247,3 @@ def _read_file(path: str) -> np.ndarray:
     except ValueError as e:  # e.g. a NUL byte in the path
         raise InputError(f"cannot read image file {path!r}: {e}") from None
 
-
-def _top(row: np.ndarray, k: int) -> np.ndarray:
-    """Indices of the k largest, best first, without sorting all 1000 classes."""
-    part = np.argpartition(-row, k - 1)[:k]
-    return part[np.argsort(-row[part], kind="stable")]
-
-
-def _softmax(logits: np.ndarray) -> np.ndarray:
-    z = logits.astype(np.float64) - logits.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)

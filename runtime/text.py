@@ -16,6 +16,7 @@ from tokenizers import Tokenizer
 from .bundle import Bundle
 from .errors import BundleError, InputError
 from .model import Model
+from .ranking import best, softmax
 from .tokenizer import read_tokenizer
 
 DEFAULT_BATCH = 16
@@ -57,11 +58,6 @@ def encode(tokenizer: Tokenizer, texts: Sequence[str], max_length: int, pad_id: 
     for i, row in enumerate(ids):
         batch[i, :len(row)] = row
     return batch, lengths
-
-
-def softmax(logits: np.ndarray) -> np.ndarray:
-    shifted = np.exp(logits - logits.max(-1, keepdims=True))
-    return shifted / shifted.sum(-1, keepdims=True)
 
 
 class TextClassifier(Model):
@@ -127,5 +123,5 @@ class TextClassifier(Model):
             raise InputError(f"top_k must be a positive int or None, got {top_k!r}")
         probs = self.probabilities([texts] if single else texts)
         k = min(top_k or len(self.labels), len(self.labels))
-        results = [[(self.labels[j], float(p[j])) for j in np.argsort(-p, kind="stable")[:k]] for p in probs]
+        results = [[(self.labels[j], float(p[j])) for j in best(p, k)] for p in probs]
         return results[0] if single else results

@@ -136,10 +136,10 @@ def test_grayscale_model_takes_colour_frames(tmp_path):
 
 
 def test_top_k_of_many_classes_matches_a_full_sort():
-    from reelrt.runtime.image import _top
+    from reelrt.runtime.ranking import best
 
     row = np.random.default_rng(3).standard_normal(1000)
-    assert list(_top(row, 5)) == list(np.argsort(-row)[:5])
+    assert list(best(row, 5)) == list(np.argsort(-row)[:5])
 
 
 def test_malformed_preprocessing_is_a_bundle_error():
