@@ -5,7 +5,6 @@ A pass only turns the source ONNX into a smaller one; copying the other artifact
 """
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 from typing import Callable
 
@@ -28,10 +27,8 @@ def derive_bundle(src: Bundle, out: str | Path, precision: str, model_pass: Mode
     if Path(out).resolve() == src.root:
         raise ValueError("--out must differ from the source bundle")
     with BundleWriter(out) as w:
-        for rel in m.artifacts:
-            if rel != m.model and not rel.startswith(m.model + ".") and not rel.startswith("engines/"):
-                (w.dir / rel).parent.mkdir(parents=True, exist_ok=True)
-                shutil.copy2(src.root / rel, w.dir / rel)
+        # the model (and its external data) is replaced; plans compiled from it would be stale
+        w.copy_artifacts(src, lambda rel: rel != m.model and not rel.startswith((m.model + ".", "engines/")))
         validation = model_pass(src.model_path, w.dir / "model.onnx")
         retype = lambda specs: [type(s)(s.name, (dtypes or {}).get(s.name, s.dtype), s.shape) for s in specs]
         manifest = Manifest(

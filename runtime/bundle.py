@@ -22,7 +22,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Callable, Literal
 
 from .cache import cache_dir, write_atomic
 from .errors import BundleError
@@ -187,6 +187,15 @@ class BundleWriter:
     def __exit__(self, *exc) -> None:
         if self.dir is not None and self.dir.exists():
             shutil.rmtree(self.dir, ignore_errors=True)
+
+    def copy_artifacts(self, bundle: Bundle, keep: Callable[[str], bool] = lambda rel: True) -> None:
+        """Copy the artifacts of an existing bundle that `keep` accepts into the new one (the
+        stages that rewrite a bundle: quantize, compile, storing a TensorRT plan)."""
+        assert self.dir is not None, "copy_artifacts() outside the with-block"
+        for rel in bundle.manifest.artifacts:
+            if keep(rel):
+                (self.dir / rel).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(bundle.root / rel, self.dir / rel)
 
     def commit(self, manifest: Manifest) -> Path:
         """Record every file under the temp dir as an artifact, write manifest.json, swap in."""

@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import importlib
 import platform
-import shutil
 import statistics
 import time
 from dataclasses import asdict, dataclass, field
@@ -168,9 +167,7 @@ def synthetic_feeds(specs: list[TensorSpec], symbol_size: int = 2) -> dict[str, 
 def write_target(bundle: Bundle, target: dict, out: str | Path | None) -> Path:
     """Copy the bundle with manifest.target replaced, atomically, to `out` or over itself."""
     with BundleWriter(out or bundle.root) as w:
-        for rel in bundle.manifest.artifacts:
-            (w.dir / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(bundle.root / rel, w.dir / rel)
+        w.copy_artifacts(bundle)
         manifest = bundle.manifest
         manifest.target = target
         return w.commit(manifest)

@@ -25,7 +25,6 @@ import hashlib
 import json
 import os
 import re
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -112,10 +111,7 @@ def store_plan(bundle: Bundle, out: str | os.PathLike, fields: dict[str, Any], p
     manifest.target = {"backend": "tensorrt", "path": manifest.model, "engines": INDEX}
     dropped = {e.get("plan") for e in read_index(bundle)} - {e["plan"] for e in kept}
     with BundleWriter(out) as w:
-        for rel in bundle.manifest.artifacts:
-            if rel != INDEX and rel not in dropped:
-                (w.dir / rel).parent.mkdir(parents=True, exist_ok=True)
-                shutil.copy2(bundle.root / rel, w.dir / rel)
+        w.copy_artifacts(bundle, lambda rel: rel != INDEX and rel not in dropped)
         (w.dir / "engines").mkdir(exist_ok=True)
         (w.dir / plan_rel).write_bytes(plan)
         index = {"format": INDEX_FORMAT, "engines": kept + [entry]}
