@@ -150,11 +150,16 @@ def absurd_artifact_size(b: Path) -> None:
     _save(b, doc)
 
 
+def _move_out_and_link(bundle: Path, rel: str) -> None:
+    """Replace a file of the bundle by a symlink to the same bytes outside it."""
+    outside = bundle.parent / f"{bundle.name}-outside-{rel.replace('/', '_')}"
+    shutil.move(bundle / rel, outside)
+    os.symlink(outside, bundle / rel)
+
+
 @case("not a regular file")
 def manifest_is_symlink(b: Path) -> None:
-    real = b.parent / f"{b.name}-manifest.json"
-    shutil.move(b / "manifest.json", real)
-    os.symlink(real, b / "manifest.json")
+    _move_out_and_link(b, "manifest.json")
 
 
 # -- the artifacts ----------------------------------------------------------------------
@@ -196,9 +201,7 @@ def missing_model(b: Path) -> None:
 
 @case("symlink")
 def symlink_out_of_bundle(b: Path) -> None:
-    outside = b.parent / f"{b.name}-outside.onnx"
-    shutil.move(b / "model.onnx", outside)
-    os.symlink(outside, b / "model.onnx")
+    _move_out_and_link(b, "model.onnx")
 
 
 @case("corrupt")
