@@ -125,8 +125,8 @@ class ImageClassifier(Model):
     """
 
     def __init__(self, bundle: Bundle, device: str = "auto", threads: int | None = None):
-        super().__init__(bundle, device=device, threads=threads)
-        m = self.manifest
+        # every check of the bundle comes before the session: a bad bundle never reaches a backend
+        m = bundle.manifest
         if len(m.inputs) != 1 or len(m.outputs) < 1:
             raise BundleError("an image classifier bundle has one input and a logits output")
         self.input_name = m.inputs[0].name
@@ -134,6 +134,7 @@ class ImageClassifier(Model):
         self.preprocess = Preprocessor(m.preprocessing)
         self.labels = m.labels
         self._local = threading.local()  # .buffer: this thread's (N, C, H, W) input buffer
+        super().__init__(bundle, device=device, threads=threads)
 
     def classify(self, images: Any, top_k: int = 5, rgb: bool = False) -> Prediction | list[Prediction]:
         """Top-k (label, probability) per image; one list for one image, a list of lists for a batch."""
