@@ -64,10 +64,10 @@ def open_backend(bundle: Bundle, device: str = "auto", threads: int | None = Non
     target = bundle.manifest.target
     name = target.get("backend", "onnxruntime")
     if _wants_gpu(name, device):
-        return _opener("tensorrt")(bundle, bundle.manifest.model, device, threads, target)
+        return opener("tensorrt")(bundle, bundle.manifest.model, device, threads, target)
     if name not in ("onnxruntime", "tensorrt") and device in ("auto", "cpu"):
         try:
-            return _opener(name)(bundle, target.get("path", bundle.manifest.model), device, threads, target)
+            return opener(name)(bundle, target.get("path", bundle.manifest.model), device, threads, target)
         except BackendUnavailableError as e:
             warnings.warn(f"bundle was compiled for {name}, which is unavailable here ({e}); "
                           "falling back to ONNX Runtime", BackendFallbackWarning, stacklevel=3)
@@ -83,7 +83,8 @@ def _wants_gpu(name: str, device: str) -> bool:
     return name == "tensorrt" or (name == "onnxruntime" and "CUDAExecutionProvider" in ort.get_available_providers())
 
 
-def _opener(name: str):
+def opener(name: str):
+    """The function that opens backend `name`; BackendUnavailableError when it is unknown or not installed."""
     if name not in _OPENERS:
         raise BackendUnavailableError(f"unknown backend {name!r} in the bundle's target; known: {sorted(_OPENERS)}")
     module, func = _OPENERS[name].split(":")

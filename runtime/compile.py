@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .backends import _opener
+from .backends import opener
 from .bundle import Bundle, BundleWriter, open_bundle
 from .errors import BackendUnavailableError
 from .manifest import TensorSpec
@@ -93,7 +93,7 @@ def compile_cpu(path: str | Path, out: str | Path | None = None, threads: int | 
     reference = None
     for cand in cpu_candidates():
         try:
-            backend = _opener(cand.backend)(bundle, bundle.manifest.model, "cpu", threads,
+            backend = opener(cand.backend)(bundle, bundle.manifest.model, "cpu", threads,
                                             {"inference_precision": cand.inference_precision})
         except BackendUnavailableError as e:
             cand.note = str(e)

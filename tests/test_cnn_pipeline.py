@@ -127,8 +127,8 @@ def test_compile_never_picks_a_fast_build_outside_the_budget(digits, tmp_path, m
         def run(self, feeds):
             return [np.zeros((len(feeds["pixels"]), 10), np.float32)]
 
-    real_opener = compile_module._opener
-    monkeypatch.setattr(compile_module, "_opener", lambda name: (lambda *a: Wrong()) if name == "wrong" else real_opener(name))
+    real_opener = compile_module.opener
+    monkeypatch.setattr(compile_module, "opener", lambda name: (lambda *a: Wrong()) if name == "wrong" else real_opener(name))
     monkeypatch.setattr(compile_module, "cpu_candidates", lambda: [compile_module.Candidate("onnxruntime", "f32"),
                                                                    compile_module.Candidate("wrong", "f32")])
     out = compile_cpu(fp32, out=tmp_path / "c", seconds=0.1, verbose=False)
