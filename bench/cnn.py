@@ -222,7 +222,7 @@ def hd_frame() -> np.ndarray:
 
 def naive_onnx(arch: str) -> Path:
     """The peers' model: torch's TorchScript exporter with its defaults, cached per architecture."""
-    from reelrt.runtime.cache import cache_dir
+    from reelrt.runtime.bundle.cache import cache_dir
 
     path = cache_dir("bench", f"{arch}-naive.onnx")
     if not path.is_file():
@@ -245,7 +245,7 @@ def _input_shape(arch: str) -> tuple[int, int]:
 
 
 def _peer_size(peer: str, arch: str) -> int | None:
-    from reelrt.runtime.cache import cache_dir
+    from reelrt.runtime.bundle.cache import cache_dir
 
     path = cache_dir("bench", f"{arch}-naive.onnx")
     return path.stat().st_size if peer != "pytorch" and path.is_file() else None

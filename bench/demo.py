@@ -15,10 +15,10 @@ import time
 from pathlib import Path
 
 from reelrt.runtime import open_bundle
-from reelrt.runtime.manifest import FAMILIES
-from reelrt.runtime.session import physical_cores
+from reelrt.runtime.bundle.manifest import FAMILIES
+from reelrt.runtime.backends.session import physical_cores
 
-from .command import family_module, run_benchmark
+from .runner import family_module, run_benchmark
 from .harness import one_line, pin_threads
 from .report import markdown, to_json, write
 

@@ -28,7 +28,7 @@ import numpy as np
 
 from reelrt.bench.harness import System, percentile
 from reelrt.runtime.bundle import Bundle
-from reelrt.runtime.cache import cache_dir
+from reelrt.runtime.bundle.cache import cache_dir
 
 PROMPT_TOKENS = 32
 NEW_TOKENS = 128

@@ -128,7 +128,7 @@ def pytorch_step(config: dict, batch: int, sequence: int, threads: int) -> Step:
 
 def naive_export(config: dict) -> Path:
     """torch.onnx.export of the module as it stands (no lengths), cached per architecture."""
-    from reelrt.runtime.cache import cache_dir
+    from reelrt.runtime.bundle.cache import cache_dir
     key = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
     path = cache_dir("bench", f"lstm-naive-{key}.onnx")
     if path.is_file():

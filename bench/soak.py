@@ -190,7 +190,7 @@ def build_bundle(kind: str, out: Path, generator_config: str = "gpt2") -> Path:
 
 def _has_generator() -> bool:
     import importlib.util
-    return importlib.util.find_spec("reelrt.runtime.generate") is not None
+    return importlib.util.find_spec("reelrt.runtime.tasks.generation.generator") is not None
 
 
 def main(argv: list[str] | None = None) -> int:

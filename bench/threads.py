@@ -17,7 +17,7 @@ import timeit
 import numpy as np
 
 from reelrt.runtime import load
-from reelrt.runtime.image import ImageClassifier
+from reelrt.runtime.tasks.image import ImageClassifier
 
 
 def _shared_batch(self: ImageClassifier, n: int) -> np.ndarray:

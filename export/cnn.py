@@ -67,7 +67,7 @@ def digits_reference_frames(count: int = 32) -> list[np.ndarray]:
 
 
 def preprocess_frames(frames: list[np.ndarray], policy: dict) -> np.ndarray:
-    from reelrt.runtime.image import Preprocessor
+    from reelrt.runtime.tasks.image import Preprocessor
 
     return Preprocessor(policy).batch(frames)
 

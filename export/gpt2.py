@@ -16,7 +16,7 @@ from reelrt.export.provenance import provenance
 from reelrt.export.validate import ValidationError, check, compare_logits
 from reelrt.runtime.bundle import BundleWriter
 from reelrt.runtime.errors import InputError
-from reelrt.runtime.manifest import Manifest, TensorSpec
+from reelrt.runtime.bundle.manifest import Manifest, TensorSpec
 
 GREEDY_STEPS = 64
 VALIDATION_PROMPT = ("The interpreter reads the statement, evaluates each expression from left to right,"
@@ -100,8 +100,8 @@ def open_decoder(model_path: Path, facts: dict, threads: int | None = None):
     """A KVDecoder on a model file that is not in a bundle yet (validation before the write)."""
     import onnxruntime as ort
 
-    from reelrt.runtime.decoder import KVDecoder
-    from reelrt.runtime.session import physical_cores
+    from reelrt.runtime.tasks.generation.decoder import KVDecoder
+    from reelrt.runtime.backends.session import physical_cores
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads or physical_cores()
     options.log_severity_level = 3

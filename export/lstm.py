@@ -20,8 +20,8 @@ import numpy as np
 from reelrt.export.provenance import provenance
 from reelrt.export.validate import Comparison, check, compare_logits
 from reelrt.runtime.bundle import BundleWriter
-from reelrt.runtime.manifest import Manifest, TensorSpec
-from reelrt.runtime.text import encode
+from reelrt.runtime.bundle.manifest import Manifest, TensorSpec
+from reelrt.runtime.tasks.text import encode
 
 OPSET = 17
 HELDOUT = "heldout.csv"       # labelled rows the model never trained on: accuracy after quantization

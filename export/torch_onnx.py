@@ -24,7 +24,7 @@ import numpy as np
 
 from reelrt.runtime.bundle import BundleWriter
 from reelrt.runtime.compile import REFERENCE_INPUTS
-from reelrt.runtime.manifest import Manifest, TensorSpec
+from reelrt.runtime.bundle.manifest import Manifest, TensorSpec
 
 from .provenance import provenance
 from .validate import ValidationError, check, compare_logits

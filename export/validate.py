@@ -11,17 +11,13 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from reelrt.runtime.errors import ReelrtError
+from reelrt.runtime.errors import ValidationError
 
 # Largest max-abs logit difference accepted, relative to the reference's logit range
 # (so a model with large logits is not held to an absolute figure meant for small ones).
 RELATIVE_TOLERANCE = {"fp32": 1e-4, "fp16": 1e-2, "int8": 0.15, "int4": 0.25}
 # Smallest top-1 agreement with the reference accepted, on real inputs.
 MIN_TOP1_AGREEMENT = {"fp32": 1.0, "fp16": 0.99, "int8": 0.95, "int4": 0.90}
-
-
-class ValidationError(ReelrtError):
-    """An exported or quantized graph disagrees with its reference beyond tolerance."""
 
 
 @dataclass

@@ -32,7 +32,7 @@ def digits_split() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
 
 def to_tensor(frames: np.ndarray) -> np.ndarray:
     """(N, 1, 8, 8) float32 through the runtime's preprocessing."""
-    from reelrt.runtime.image import Preprocessor
+    from reelrt.runtime.tasks.image import Preprocessor
 
     return Preprocessor(DIGITS_PREPROCESSING).batch(frames)
 

@@ -16,7 +16,7 @@ from tqdm import tqdm
 from reelrt.models.lstm import (DEFAULT_MAX_LENGTH, PAD_ID, Checkpoint, LSTMClassifier, LSTMConfig,
                                 read_labeled_csv, train_tokenizer)
 from reelrt.runtime.errors import InputError
-from reelrt.runtime.text import encode
+from reelrt.runtime.tasks.text import encode
 
 
 @dataclass

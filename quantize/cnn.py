@@ -98,7 +98,7 @@ class _Reader:
 
 def calibration_inputs(src: Bundle, path: str | None) -> tuple[np.ndarray, str]:
     """(N, C, H, W) float32 calibration inputs and a description of where they came from."""
-    from reelrt.runtime.image import Preprocessor, load_frame
+    from reelrt.runtime.tasks.image import Preprocessor, load_frame
 
     pre = Preprocessor(src.manifest.preprocessing)
     shape = (pre.channels, pre.height, pre.width)
@@ -157,7 +157,7 @@ def quality_report(src: Bundle, fp32_model: Path, int8_model: Path) -> dict:
 def heldout_accuracy(src: Bundle, sessions: dict) -> dict[str, float]:
     """Accuracy of each session on the digits' held-out split (360 images)."""
     from reelrt.models.digits import digits_split
-    from reelrt.runtime.image import Preprocessor
+    from reelrt.runtime.tasks.image import Preprocessor
 
     _, _, frames, labels = digits_split()
     pixels = Preprocessor(src.manifest.preprocessing).batch(frames)

@@ -10,7 +10,7 @@ from typing import Callable
 
 from reelrt.export.provenance import tool_versions
 from reelrt.runtime.bundle import Bundle, BundleWriter
-from reelrt.runtime.manifest import Manifest
+from reelrt.runtime.bundle.manifest import Manifest
 
 # pass(src_model, dst_model) -> validation facts to record in the manifest
 ModelPass = Callable[[Path, Path], dict]

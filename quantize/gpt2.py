@@ -117,7 +117,7 @@ def validate(src: Bundle, dst_model: Path, precision: str) -> dict:
     from reelrt.export.gpt2 import open_decoder
     from reelrt.export.gpt2_graph import fused_counts, streamed_weight_bytes
     from reelrt.models.gpt2 import training_text
-    from reelrt.runtime.tokenizer import read_tokenizer
+    from reelrt.runtime.tasks.tokenizer import read_tokenizer
     facts = src.manifest.extra
     random_weights = "random_config" in src.manifest.provenance
     ids = read_tokenizer(src).encode(training_text("heldout")).ids[:EVAL_TOKENS_RANDOM if random_weights else EVAL_TOKENS]

@@ -21,7 +21,7 @@ from reelrt.export.lstm import heldout_accuracy, onnx_logits
 from reelrt.export.validate import check, compare_logits
 from reelrt.quantize.derive import derive_bundle
 from reelrt.runtime.bundle import Bundle
-from reelrt.runtime.text import encode, load_tokenizer
+from reelrt.runtime.tasks.text import encode, load_tokenizer
 
 OP_TYPES = ["LSTM", "MatMul", "Gemm"]
 WEIGHT_TYPE = "QInt8"

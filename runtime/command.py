@@ -1,14 +1,14 @@
-"""`reelrt inspect`, `reelrt verify` and `reelrt run`: the runtime's own subcommands."""
+"""`reelrt compile`, `reelrt run`, `reelrt inspect` and `reelrt verify`: the runtime's own subcommands."""
 from __future__ import annotations
 
 import argparse
 import sys
 
-from .bundle import open_bundle, verify_bundle
-from .errors import InputError
+from reelrt.parsing import command
 
 
 def inspect(args: argparse.Namespace) -> int:
+    from reelrt.runtime.bundle import open_bundle, verify_bundle
     bundle = open_bundle(args.bundle, verify="never")
     try:
         verify_bundle(args.bundle)
@@ -58,6 +58,7 @@ def _target(target: dict) -> str:
 
 
 def verify(args: argparse.Namespace) -> int:
+    from reelrt.runtime.bundle import verify_bundle
     bundle = verify_bundle(args.bundle)
     m = bundle.manifest
     print(f"ok: {bundle.root} ({m.family}/{m.precision}, {len(m.artifacts)} artifacts verified)")
@@ -65,7 +66,8 @@ def verify(args: argparse.Namespace) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from . import load
+    from reelrt.runtime import load
+    from reelrt.runtime.errors import InputError
     model = load(args.bundle, device=args.device, threads=args.threads)
     task = model.manifest.task
     if task == "text-generation":
@@ -88,3 +90,33 @@ def run(args: argparse.Namespace) -> int:
         for label, prob in result:
             print(f"  {prob:7.2%}  {label}")
     return 0
+
+
+def add_parsers(sub) -> None:
+    """`reelrt compile`, `run`, `inspect`, `verify`."""
+    p = command(sub, "compile", "reelrt.runtime.compile:main", "pick and record the fastest backend for this device",
+                "Measure the builds available on this machine (ONNX Runtime, OpenVINO when installed; TensorRT on"
+                " an NVIDIA GPU) and record the fastest one within the bundle's accuracy budget in the bundle.")
+    p.add_argument("bundle")
+    p.add_argument("--target", choices=["cpu", "tensorrt"], default="cpu")
+    p.add_argument("--out", help="write the compiled bundle here instead of updating BUNDLE in place")
+    p.add_argument("--prefer", choices=["latency", "startup"], default="latency",
+                   help="cpu: fastest steady state (default), or ONNX Runtime only for the quickest first answer")
+
+    p = command(sub, "run", "reelrt.runtime.command:run", "run a bundle on an image, a text or a prompt")
+    p.add_argument("bundle")
+    p.add_argument("--image", action="append", help="image file (repeatable)")
+    p.add_argument("--text", action="append", help="text to classify (repeatable)")
+    p.add_argument("--prompt", help="prompt to continue (streams to stdout)")
+    p.add_argument("--top-k", type=int, default=None, help="classes to show, or top-k sampling for --prompt")
+    p.add_argument("--max-new-tokens", type=int, default=64)
+    p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy")
+    p.add_argument("--top-p", type=float, default=1.0)
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    p.add_argument("--threads", type=int, default=None)
+
+    p = command(sub, "inspect", "reelrt.runtime.command:inspect", "summarise what a bundle holds")
+    p.add_argument("bundle")
+    p = command(sub, "verify", "reelrt.runtime.command:verify", "fully check a bundle's integrity (hash every artifact)")
+    p.add_argument("bundle")

@@ -4,7 +4,7 @@
 OpenVINO is installed, OpenVINO at f32 and (on CPUs with bf16 units) with a bf16
 inference-precision hint. On an int8 (QDQ) bundle every candidate runs the int8 graph;
 the hint then governs only what is left in float. `--target tensorrt` is served by
-reelrt.runtime.tensorrt.
+reelrt.runtime.backends.gpu.tensorrt.
 
 Accuracy budget: each bundle's manifest.extra["accuracy_budget"][precision] holds
 `max_relative_diff` (the largest max-abs logit difference, relative to the reference's
@@ -32,11 +32,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .backends import opener
-from .bundle import Bundle, BundleWriter, open_bundle
-from .errors import BackendUnavailableError
-from .manifest import TensorSpec
-from .session import physical_cores
+from reelrt.runtime.backends import opener
+from reelrt.runtime.bundle import Bundle, BundleWriter, open_bundle
+from reelrt.runtime.errors import BackendUnavailableError
+from reelrt.runtime.bundle.manifest import TensorSpec
+from reelrt.runtime.backends.session import physical_cores
 
 REFERENCE_INPUTS = "reference/inputs.npz"
 DEFAULT_BUDGET = {
@@ -46,7 +46,7 @@ DEFAULT_BUDGET = {
     "int4": {"max_relative_diff": 0.10, "min_top1_agreement": 0.95},
     "mixed": {"max_relative_diff": 0.10, "min_top1_agreement": 0.95},
 }
-TENSORRT = "reelrt.runtime.tensorrt:compile_bundle"
+TENSORRT = "reelrt.runtime.backends.gpu.tensorrt:compile_bundle"
 MIN_GAIN = 0.10   # a backend other than ONNX Runtime must be this much faster to be chosen
 
 

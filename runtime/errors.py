@@ -20,3 +20,7 @@ class InputError(ReelrtError, ValueError):
 
 class BackendUnavailableError(ReelrtError):
     """The requested backend or device is not installed or not present on this machine."""
+
+
+class ValidationError(ReelrtError):
+    """An exported, quantized or compiled graph disagrees with its reference beyond tolerance."""

@@ -32,7 +32,7 @@ def write_tiny_onnx(path: Path, external: str | None = None) -> None:
 
 def make_tiny_bundle(out: Path, external: str | None = None) -> Path:
     from reelrt.runtime.bundle import BundleWriter
-    from reelrt.runtime.manifest import Manifest, TensorSpec
+    from reelrt.runtime.bundle.manifest import Manifest, TensorSpec
 
     with BundleWriter(out) as w:
         write_tiny_onnx(w.dir / "model.onnx", external)
@@ -74,7 +74,7 @@ def make_tiny_cnn_bundle(out: Path, channel_order: str = "RGB") -> Path:
     policy = {"size": [16, 16], "resize": 18, "crop": "center", "interpolation": "area", "mean": [0.5] * channels,
               "std": [0.25] * channels, "scale": 255.0, "channel_order": channel_order, "layout": "NCHW"}
     frames = np.random.default_rng(1).integers(0, 256, (6, 24, 32, 3), dtype=np.uint8)
-    from reelrt.runtime.image import Preprocessor
+    from reelrt.runtime.tasks.image import Preprocessor
     pixels = Preprocessor(policy).batch(list(frames))
     return export_image_classifier(module, pixels, out, policy, ["cat", "dog", "car", "tree"],
                                    {"arch": "tiny", "trained": False}, source="tests", top1=False)

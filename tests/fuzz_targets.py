@@ -12,9 +12,9 @@ from pathlib import Path
 
 from reelrt.runtime.bundle import Bundle
 from reelrt.runtime.errors import BundleError, InputError
-from reelrt.runtime.manifest import Artifact, Manifest, TensorSpec, parse_manifest
-from reelrt.runtime.onnx_scan import external_data_locations
-from reelrt.runtime.text import encode, load_tokenizer
+from reelrt.runtime.bundle.manifest import Artifact, Manifest, TensorSpec, parse_manifest
+from reelrt.runtime.bundle.onnx_scan import external_data_locations
+from reelrt.runtime.tasks.text import encode, load_tokenizer
 
 
 def fuzz_manifest(data: bytes) -> None:

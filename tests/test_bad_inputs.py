@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from reelrt.runtime import InputError, load
-from reelrt.runtime.image import MAX_FRAME_PIXELS
+from reelrt.runtime.tasks.image import MAX_FRAME_PIXELS
 
 PROPS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow,
                                                                          HealthCheck.function_scoped_fixture])
@@ -103,7 +103,7 @@ def test_image_declaring_too_many_pixels_is_refused(image_clf, width, height):
 BOMB_PROBE = """
 import sys
 from reelrt.runtime.errors import InputError
-from reelrt.runtime.image import load_frame
+from reelrt.runtime.tasks.image import load_frame
 try:
     load_frame(open(sys.argv[1], "rb").read(), 3)
     print("decoded")

@@ -10,7 +10,7 @@ import types
 import pytest
 
 import fake_family
-from reelrt.bench.command import FamilyUnavailable, family_module, parse_peers
+from reelrt.bench.runner import FamilyUnavailable, family_module, parse_peers
 from reelrt.bench.harness import THREAD_VARS, System
 from reelrt.cli import main
 from reelrt.runtime.errors import ReelrtError
@@ -138,7 +138,7 @@ def test_demo_goes_on_past_failing_families(tmp_path, monkeypatch, capsys):
 
 
 def test_bench_modules_import_nothing_heavy():
-    probe = ("import sys, reelrt.bench.command, reelrt.bench.demo, reelrt.bench.report, reelrt.bench.machine;"
+    probe = ("import sys, reelrt.bench.runner, reelrt.bench.demo, reelrt.bench.report, reelrt.bench.machine;"
              "print(sorted(m for m in ('torch', 'matplotlib', 'transformers', 'tqdm') if m in sys.modules))")
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"

@@ -12,7 +12,7 @@ import pytest
 from conftest import make_tiny_bundle
 from reelrt.runtime import BundleError, InputError, Model, open_bundle, verify_bundle
 from reelrt.runtime.bundle import BundleWriter, sha256_file
-from reelrt.runtime.manifest import FORMAT_VERSION, Manifest, TensorSpec
+from reelrt.runtime.bundle.manifest import FORMAT_VERSION, Manifest, TensorSpec
 
 
 def edit_manifest(bundle: Path, **changes) -> None:
@@ -107,7 +107,7 @@ def test_refuses_checksum_mismatch_even_after_trust(tiny_bundle):
 def test_trusted_bundle_skips_hashing(tiny_bundle, monkeypatch):
     open_bundle(tiny_bundle)
     calls = []
-    import reelrt.runtime.bundle as b
+    import reelrt.runtime.bundle.reader as b
     monkeypatch.setattr(b, "sha256_file", lambda p: calls.append(p) or "x")
     open_bundle(tiny_bundle)
     assert calls == []

@@ -7,7 +7,7 @@ import onnxruntime as ort
 import pytest
 
 from reelrt.runtime import InputError, load
-from reelrt.runtime.image import Preprocessor
+from reelrt.runtime.tasks.image import Preprocessor
 
 RNG = np.random.default_rng(7)
 FRAME = RNG.integers(0, 256, (48, 64, 3), dtype=np.uint8)
@@ -136,7 +136,7 @@ def test_grayscale_model_takes_colour_frames(tmp_path):
 
 
 def test_top_k_of_many_classes_matches_a_full_sort():
-    from reelrt.runtime.ranking import best
+    from reelrt.runtime.tasks.ranking import best
 
     row = np.random.default_rng(3).standard_normal(1000)
     assert list(best(row, 5)) == list(np.argsort(-row)[:5])

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from reelrt.runtime import load
-from reelrt.runtime.model import Model
+from reelrt.runtime.tasks.model import Model
 
 THREADS, CALLS = 8, 1000
 
@@ -78,7 +78,7 @@ def test_backends_that_are_not_thread_safe_run_one_call_at_a_time(tiny_bundle, m
     backend = OneAtATime()
     if thread_safe:
         backend.thread_safe = True  # a backend that says so is trusted to run concurrently
-    monkeypatch.setattr("reelrt.runtime.model.open_backend", lambda *a, **k: backend)
+    monkeypatch.setattr("reelrt.runtime.tasks.model.open_backend", lambda *a, **k: backend)
     from reelrt.runtime import open_bundle
     model = Model(open_bundle(tiny_bundle), device="cpu")
     feeds = {"pixels": np.zeros((1, 3, 4, 4), np.float32)}

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 from reelrt.runtime import InputError, ReelrtError, load
-from reelrt.runtime.detokenize import Detokenizer
-from reelrt.runtime.generate import _stop_prefix_length
+from reelrt.runtime.tasks.generation.detokenize import Detokenizer
+from reelrt.runtime.tasks.generation.generator import _stop_prefix_length
 
 PROMPT = "The object is"
 

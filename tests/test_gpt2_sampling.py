@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from reelrt.runtime import InputError
-from reelrt.runtime.sampling import SamplingParams, next_token
+from reelrt.runtime.tasks.generation.sampling import SamplingParams, next_token
 
 LOGITS = np.log(np.array([0.5, 0.25, 0.125, 0.0625, 0.0625], np.float32))
 

@@ -6,7 +6,7 @@ import json
 import numpy as np
 
 from reelrt.bench.gpu import build_systems, feeds_for, main
-from reelrt.runtime.manifest import Manifest, TensorSpec
+from reelrt.runtime.bundle.manifest import Manifest, TensorSpec
 
 
 def test_feeds_follow_the_manifest():

@@ -15,9 +15,9 @@ import pytest
 
 from reelrt.runtime import BackendUnavailableError, ReelrtError, open_bundle
 from reelrt.runtime.backends import open_onnxruntime
-from reelrt.runtime.engines import INDEX, DeviceFacts, find_plan
-from reelrt.runtime.gpu_profiles import derive_profiles
-from reelrt.runtime.tensorrt import check_parity, compile_bundle, sample_feeds
+from reelrt.runtime.backends.gpu.engines import INDEX, DeviceFacts, find_plan
+from reelrt.runtime.backends.gpu.profiles import derive_profiles
+from reelrt.runtime.backends.gpu.tensorrt import check_parity, compile_bundle, sample_feeds
 
 H100 = DeviceFacts("10.13.0.35", "NVIDIA H100 80GB HBM3", "9.0")
 
@@ -37,7 +37,7 @@ class NoisyBackend:
 def fake_tensorrt(monkeypatch, tiny_bundle):
     """TensorRT 'installed' on an H100; returns the list of builds made and a noise setter."""
     monkeypatch.setitem(sys.modules, "tensorrt", types.SimpleNamespace(__version__=H100.tensorrt))
-    monkeypatch.setattr("reelrt.runtime.cuda.device_properties", lambda device=0: (H100.gpu, H100.compute_capability))
+    monkeypatch.setattr("reelrt.runtime.backends.gpu.cuda.device_properties", lambda device=0: (H100.gpu, H100.compute_capability))
     builds, noise = [], [0.0]
 
     def build_plan(trt, onnx_path, profiles, cache_path):
@@ -47,8 +47,8 @@ def fake_tensorrt(monkeypatch, tiny_bundle):
     def engine(plan, gpu):
         reference = open_onnxruntime(open_bundle(tiny_bundle), "model.onnx", "cpu", 1, {})
         return NoisyBackend(reference, noise[0])
-    monkeypatch.setattr("reelrt.runtime.tensorrt.build_plan", build_plan)
-    monkeypatch.setattr("reelrt.runtime.tensorrt.TensorRTBackend", engine)
+    monkeypatch.setattr("reelrt.runtime.backends.gpu.tensorrt.build_plan", build_plan)
+    monkeypatch.setattr("reelrt.runtime.backends.gpu.tensorrt.TensorRTBackend", engine)
     return builds, noise
 
 

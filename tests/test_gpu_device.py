@@ -12,7 +12,7 @@ import onnxruntime as ort
 import pytest
 
 from reelrt.runtime import BackendUnavailableError, Model, open_bundle
-from reelrt.runtime.engines import timing_cache_path
+from reelrt.runtime.backends.gpu.engines import timing_cache_path
 from test_gpu_iobinding import make_cache_bundle
 
 pytestmark = pytest.mark.gpu
@@ -20,7 +20,7 @@ pytestmark = pytest.mark.gpu
 
 def _tensorrt_gpu() -> str | None:
     """None when TensorRT and a CUDA device are usable, else why not."""
-    from reelrt.runtime.tensorrt import device_facts, import_tensorrt
+    from reelrt.runtime.backends.gpu.tensorrt import device_facts, import_tensorrt
     try:
         device_facts(import_tensorrt())
     except BackendUnavailableError as e:
@@ -39,7 +39,7 @@ needs_ort_cuda = pytest.mark.skipif(_ort_cuda() is not None, reason=f"needs onnx
 
 
 def compile_tensorrt(path) -> None:
-    from reelrt.runtime.tensorrt import compile_bundle
+    from reelrt.runtime.backends.gpu.tensorrt import compile_bundle
     assert compile_bundle(path, argparse.Namespace(out=None)) == 0
 
 
@@ -68,7 +68,7 @@ def test_tensorrt_plan_matches_the_cpu(tiny_bundle):
 
 @needs_tensorrt
 def test_second_compile_reuses_the_plan_and_the_timing_cache_exists(tiny_bundle, capsys):
-    from reelrt.runtime.tensorrt import device_facts, import_tensorrt
+    from reelrt.runtime.backends.gpu.tensorrt import device_facts, import_tensorrt
     compile_tensorrt(tiny_bundle)
     assert timing_cache_path(device_facts(import_tensorrt())).is_file()
     compile_tensorrt(tiny_bundle)
@@ -92,7 +92,7 @@ def test_tensorrt_runs_a_cache_graph_across_decode_and_prefill_profiles(tmp_path
 
 @needs_ort_cuda
 def test_onnxruntime_cuda_keeps_the_cache_on_the_device(tmp_path):
-    from reelrt.runtime.ort_cuda import open_ort_cuda
+    from reelrt.runtime.backends.gpu.ort_cuda import open_ort_cuda
     bundle = open_bundle(make_cache_bundle(tmp_path / "cache"))
     backend = open_ort_cuda(bundle, "model.onnx", None)
     assert backend.name == "onnxruntime:cuda"

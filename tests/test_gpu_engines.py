@@ -8,9 +8,9 @@ import pytest
 
 from reelrt.runtime import BundleError, open_bundle
 from reelrt.runtime.bundle import BundleWriter
-from reelrt.runtime.engines import (INDEX, KEY_FIELDS, DeviceFacts, engine_fields, engine_key, find_plan, read_index,
+from reelrt.runtime.backends.gpu.engines import (INDEX, KEY_FIELDS, DeviceFacts, engine_fields, engine_key, find_plan, read_index,
                                     store_plan, timing_cache_path)
-from reelrt.runtime.manifest import TensorSpec
+from reelrt.runtime.bundle.manifest import TensorSpec
 
 H100 = DeviceFacts("10.13.0.35", "NVIDIA H100 80GB HBM3", "9.0")
 PLAN = b"serialized engine bytes"

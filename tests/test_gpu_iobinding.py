@@ -11,9 +11,9 @@ import pytest
 
 from reelrt.runtime import open_bundle
 from reelrt.runtime.bundle import BundleWriter
-from reelrt.runtime.manifest import Manifest, TensorSpec
-from reelrt.runtime.ort_cuda import IoBoundOrtBackend
-from reelrt.runtime.session import create_session
+from reelrt.runtime.bundle.manifest import Manifest, TensorSpec
+from reelrt.runtime.backends.gpu.ort_cuda import IoBoundOrtBackend
+from reelrt.runtime.backends.session import create_session
 
 
 def write_cache_graph(path) -> None:

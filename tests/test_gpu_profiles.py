@@ -4,8 +4,8 @@ from __future__ import annotations
 import pytest
 
 from reelrt.runtime import BundleError
-from reelrt.runtime.gpu_profiles import choose_profile, derive_profiles
-from reelrt.runtime.manifest import Manifest, TensorSpec
+from reelrt.runtime.backends.gpu.profiles import choose_profile, derive_profiles
+from reelrt.runtime.bundle.manifest import Manifest, TensorSpec
 
 
 def manifest(family: str, inputs: list[TensorSpec], extra: dict | None = None) -> Manifest:

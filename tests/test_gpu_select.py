@@ -14,7 +14,7 @@ import pytest
 
 from reelrt.runtime import BackendUnavailableError, Model, open_bundle
 from reelrt.runtime.backends import BackendFallbackWarning
-from reelrt.runtime.engines import DeviceFacts, engine_fields, store_plan
+from reelrt.runtime.backends.gpu.engines import DeviceFacts, engine_fields, store_plan
 
 H100 = DeviceFacts("10.13.0.35", "NVIDIA H100 80GB HBM3", "9.0")
 FRAME = {"pixels": np.arange(48, dtype=np.float32).reshape(1, 3, 4, 4) / 48}
@@ -47,10 +47,10 @@ def no_tensorrt(monkeypatch):
 def fake_gpu(monkeypatch):
     """TensorRT importable and a GPU present; returns a setter for the GPU's facts."""
     monkeypatch.setitem(sys.modules, "tensorrt", types.SimpleNamespace(__version__=H100.tensorrt))
-    monkeypatch.setattr("reelrt.runtime.tensorrt.TensorRTBackend", FakeTensorRTBackend)
+    monkeypatch.setattr("reelrt.runtime.backends.gpu.tensorrt.TensorRTBackend", FakeTensorRTBackend)
 
     def on(facts: DeviceFacts) -> None:
-        monkeypatch.setattr("reelrt.runtime.cuda.device_properties", lambda device=0: (facts.gpu, facts.compute_capability))
+        monkeypatch.setattr("reelrt.runtime.backends.gpu.cuda.device_properties", lambda device=0: (facts.gpu, facts.compute_capability))
     on(H100)
     return on
 
@@ -82,7 +82,7 @@ def test_a_matching_plan_is_chosen(compiled, fake_gpu):
 
 def test_a_foreign_plan_falls_back_to_onnxruntime_cuda_and_says_why(compiled, fake_gpu, monkeypatch):
     fake_gpu(DeviceFacts(H100.tensorrt, "NVIDIA L4", "8.9"))
-    monkeypatch.setattr("reelrt.runtime.gpu.open_ort_cuda", lambda bundle, artifact, threads: FakeOrtCuda())
+    monkeypatch.setattr("reelrt.runtime.backends.gpu.open_ort_cuda", lambda bundle, artifact, threads: FakeOrtCuda())
     with pytest.warns(BackendFallbackWarning, match="ONNX Runtime CUDA instead.*no plan matches.*compute_capability"):
         model = Model(compiled, device="cuda")
     assert model.backend.name == "onnxruntime:cuda"
@@ -102,7 +102,7 @@ def test_auto_sends_plain_bundles_to_the_gpu_only_where_onnxruntime_has_cuda(tin
     monkeypatch.setattr("reelrt.runtime.backends.ort.get_available_providers",
                         lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
     monkeypatch.setitem(sys.modules, "tensorrt", None)
-    monkeypatch.setattr("reelrt.runtime.gpu.open_ort_cuda", lambda bundle, artifact, threads: FakeOrtCuda())
+    monkeypatch.setattr("reelrt.runtime.backends.gpu.open_ort_cuda", lambda bundle, artifact, threads: FakeOrtCuda())
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # not compiled for TensorRT: ORT CUDA is the expected choice
         assert Model(bundle, device="auto").backend.name == "onnxruntime:cuda"

@@ -18,7 +18,7 @@ import sys, time
 sys.path.insert(0, sys.argv[2])
 from conftest import write_tiny_onnx
 from reelrt.runtime.bundle import BundleWriter
-from reelrt.runtime.manifest import Manifest, TensorSpec
+from reelrt.runtime.bundle.manifest import Manifest, TensorSpec
 with BundleWriter(sys.argv[1]) as w:
     write_tiny_onnx(w.dir / "model.onnx")
     for i in range(6):

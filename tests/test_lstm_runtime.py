@@ -15,7 +15,7 @@ from reelrt.models.lstm import Checkpoint, LSTMClassifier, LSTMConfig, train_tok
 from reelrt.runtime import load, open_bundle
 from reelrt.runtime.bundle import BundleWriter
 from reelrt.runtime.errors import BundleError, InputError
-from reelrt.runtime.text import TextClassifier
+from reelrt.runtime.tasks.text import TextClassifier
 
 TEXTS = ["the cat sat on the mat", "dogs chase cats around the garden all day long", "the ship warped away",
          "captain on the bridge", "a quiet evening with a good book and tea"] * 4

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 from reelrt.runtime import BackendUnavailableError, Model, open_bundle
-from reelrt.runtime.cache import cache_dir
-from reelrt.runtime.session import create_session, physical_cores, providers_for
+from reelrt.runtime.bundle.cache import cache_dir
+from reelrt.runtime.backends.session import create_session, physical_cores, providers_for
 
 
 def test_physical_cores_is_positive():

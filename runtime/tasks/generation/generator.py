@@ -24,15 +24,15 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
-from .backends import OrtBackend
-from .bundle import Bundle
-from .decoder import KVDecoder
-from .detokenize import Detokenizer
-from .errors import BackendUnavailableError, BundleError, InputError, ReelrtError
-from .model import Model
-from .sampling import SamplingParams, next_token
-from .session import create_session
-from .tokenizer import read_tokenizer
+from reelrt.runtime.backends import OrtBackend
+from reelrt.runtime.bundle import Bundle
+from reelrt.runtime.tasks.generation.decoder import KVDecoder
+from reelrt.runtime.tasks.generation.detokenize import Detokenizer
+from reelrt.runtime.errors import BackendUnavailableError, BundleError, InputError, ReelrtError
+from reelrt.runtime.tasks.model import Model
+from reelrt.runtime.tasks.generation.sampling import SamplingParams, next_token
+from reelrt.runtime.backends.session import create_session
+from reelrt.runtime.tasks.tokenizer import read_tokenizer
 
 
 @dataclass(frozen=True)

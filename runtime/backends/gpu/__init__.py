@@ -1,4 +1,6 @@
-"""Choosing a GPU backend at load: a matching TensorRT plan, else ONNX Runtime CUDA, else the CPU.
+"""UNVERIFIED: this package has never run on a GPU (no GPU was available to the project yet).
+
+Choosing a GPU backend at load: a matching TensorRT plan, else ONNX Runtime CUDA, else the CPU.
 
 `open_backend` sends a bundle here when the caller asks for device="cuda", or for "auto"
 when the bundle was compiled for TensorRT or a CUDA-capable onnxruntime is installed.
@@ -11,11 +13,12 @@ from __future__ import annotations
 
 import warnings
 
-from .backends import Backend, BackendFallbackWarning, open_onnxruntime
-from .bundle import Bundle
-from .errors import BackendUnavailableError
-from .ort_cuda import open_ort_cuda
-from .tensorrt import open_tensorrt
+from reelrt.runtime.backends import Backend, BackendFallbackWarning
+from reelrt.runtime.backends.onnxruntime import open_onnxruntime
+from reelrt.runtime.bundle import Bundle
+from reelrt.runtime.errors import BackendUnavailableError
+from reelrt.runtime.backends.gpu.ort_cuda import open_ort_cuda
+from reelrt.runtime.backends.gpu.tensorrt import open_tensorrt
 
 
 def open_gpu(bundle: Bundle, artifact: str, device: str, threads: int | None, options: dict) -> Backend:

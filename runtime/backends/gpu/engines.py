@@ -30,10 +30,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .bundle import Bundle, BundleWriter
-from .cache import cache_dir
-from .errors import BundleError
-from .gpu_profiles import Profile, derive_profiles
+from reelrt.runtime.bundle import Bundle, BundleWriter
+from reelrt.runtime.bundle.cache import cache_dir
+from reelrt.runtime.errors import BundleError
+from reelrt.runtime.backends.gpu.profiles import Profile, derive_profiles
 
 INDEX = "engines/index.json"
 INDEX_FORMAT = 1

@@ -11,7 +11,7 @@ from __future__ import annotations
 import mmap
 from pathlib import Path
 
-from .errors import BundleError
+from reelrt.runtime.errors import BundleError
 
 _VARINT, _I64, _LEN, _I32 = 0, 1, 2, 5
 _MAX_NESTING = 64

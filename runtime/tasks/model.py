@@ -7,10 +7,10 @@ from typing import Mapping
 
 import numpy as np
 
-from .backends import Backend, open_backend
-from .bundle import Bundle
-from .errors import InputError
-from .manifest import TensorSpec
+from reelrt.runtime.backends import Backend, open_backend
+from reelrt.runtime.bundle import Bundle
+from reelrt.runtime.errors import InputError
+from reelrt.runtime.bundle.manifest import TensorSpec
 
 
 class Model:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 import onnxruntime as ort
 
-from .errors import InputError
+from reelrt.runtime.errors import InputError
 
 
 class KVDecoder:

@@ -13,11 +13,11 @@ from typing import Sequence
 import numpy as np
 from tokenizers import Tokenizer
 
-from .bundle import Bundle
-from .errors import BundleError, InputError
-from .model import Model
-from .ranking import best, softmax
-from .tokenizer import read_tokenizer
+from reelrt.runtime.bundle import Bundle
+from reelrt.runtime.errors import BundleError, InputError
+from reelrt.runtime.tasks.model import Model
+from reelrt.runtime.tasks.ranking import best, softmax
+from reelrt.runtime.tasks.tokenizer import read_tokenizer
 
 DEFAULT_BATCH = 16
 

@@ -1,29 +1,25 @@
-"""Backends run a bundle's graph: ONNX Runtime always, OpenVINO where installed.
+"""Backends run a bundle's graph: ONNX Runtime always (onnxruntime.py), OpenVINO where installed
+(openvino.py), and on NVIDIA GPUs a TensorRT plan or ONNX Runtime CUDA (gpu/, UNVERIFIED:
+never run on a GPU yet).
 
 `reelrt compile` records the fastest backend measured on the device in manifest.target;
 `open_backend` honours it, and falls back to ONNX Runtime with a BackendFallbackWarning
 when the recorded backend is missing here, so a bundle compiled on one box still runs
-on another.
+on another. Optional backends are imported only when a bundle asks for them.
 """
 from __future__ import annotations
 
-import importlib
 import warnings
-from typing import Mapping, Protocol
+from typing import Callable, Mapping, Protocol
 
 import numpy as np
 import onnxruntime as ort
 
-from .bundle import Bundle
-from .errors import BackendUnavailableError
-from .session import create_session
+from reelrt.runtime.backends.onnxruntime import OrtBackend, open_onnxruntime
+from reelrt.runtime.bundle import Bundle
+from reelrt.runtime.errors import BackendUnavailableError
 
-# backend name -> "module:function(bundle, artifact, device, threads, options) -> Backend"
-_OPENERS = {
-    "onnxruntime": "reelrt.runtime.backends:open_onnxruntime",
-    "openvino": "reelrt.runtime.openvino_backend:open_openvino",
-    "tensorrt": "reelrt.runtime.gpu:open_gpu",   # a matching plan, else ORT CUDA, else the CPU
-}
+BACKENDS = ("onnxruntime", "openvino", "tensorrt")
 
 
 class BackendFallbackWarning(UserWarning):
@@ -38,25 +34,7 @@ class Backend(Protocol):
     def run(self, feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]: ...
 
 
-class OrtBackend:
-    """ONNX Runtime on the bundle's ONNX file. InferenceSession.run may be called from many
-    threads at once (ONNX Runtime documents it), so Model.run takes no lock for it."""
-
-    thread_safe = True
-
-    def __init__(self, session):
-        self.session = session
-        self.name = "onnxruntime:" + session.get_providers()[0].replace("ExecutionProvider", "").lower()
-        self.input_names = [i.name for i in session.get_inputs()]
-        self.output_names = [o.name for o in session.get_outputs()]
-
-    def run(self, feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]:
-        return self.session.run(self.output_names, dict(feeds))
-
-
-def open_onnxruntime(bundle: Bundle, artifact: str, device: str, threads: int | None, options: dict) -> OrtBackend:
-    art = bundle.manifest.artifacts[artifact]
-    return OrtBackend(create_session(bundle.path(artifact), art.sha256, device=device, threads=threads))
+Opener = Callable[[Bundle, str, str, "int | None", dict], Backend]
 
 
 def open_backend(bundle: Bundle, device: str = "auto", threads: int | None = None) -> Backend:
@@ -83,12 +61,17 @@ def _wants_gpu(name: str, device: str) -> bool:
     return name == "tensorrt" or (name == "onnxruntime" and "CUDAExecutionProvider" in ort.get_available_providers())
 
 
-def opener(name: str):
+def opener(name: str) -> Opener:
     """The function that opens backend `name`; BackendUnavailableError when it is unknown or not installed."""
-    if name not in _OPENERS:
-        raise BackendUnavailableError(f"unknown backend {name!r} in the bundle's target; known: {sorted(_OPENERS)}")
-    module, func = _OPENERS[name].split(":")
+    if name not in BACKENDS:
+        raise BackendUnavailableError(f"unknown backend {name!r} in the bundle's target; known: {list(BACKENDS)}")
     try:
-        return getattr(importlib.import_module(module), func)
+        if name == "onnxruntime":
+            return open_onnxruntime
+        if name == "openvino":
+            from reelrt.runtime.backends.openvino import open_openvino
+            return open_openvino
+        from reelrt.runtime.backends.gpu import open_gpu  # a matching plan, else ORT CUDA, else the CPU
+        return open_gpu
     except ImportError as e:
         raise BackendUnavailableError(f"backend {name!r} is not installed ({e})") from None

@@ -11,10 +11,10 @@ from typing import Mapping
 
 import numpy as np
 
-from .bundle import Bundle
-from .cache import cache_dir
-from .errors import BackendUnavailableError, BundleError
-from .session import physical_cores
+from reelrt.runtime.bundle import Bundle
+from reelrt.runtime.bundle.cache import cache_dir
+from reelrt.runtime.errors import BackendUnavailableError, BundleError
+from reelrt.runtime.backends.session import physical_cores
 
 PRECISION_HINTS = {"f32": "f32", "bf16": "bf16", "fp32": "f32"}
 

@@ -19,10 +19,10 @@ from typing import Mapping
 import numpy as np
 import onnxruntime as ort
 
-from .bundle import Bundle
-from .errors import BackendUnavailableError
-from .manifest import Manifest, TensorSpec
-from .session import create_session
+from reelrt.runtime.bundle import Bundle
+from reelrt.runtime.errors import BackendUnavailableError
+from reelrt.runtime.bundle.manifest import Manifest, TensorSpec
+from reelrt.runtime.backends.session import create_session
 
 
 class IoBoundOrtBackend:

@@ -33,10 +33,10 @@ _OPENCV_PIXEL_LIMIT = os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(MA
 import cv2  # noqa: E402  (after the pixel limit above)
 import numpy as np  # noqa: E402
 
-from .bundle import Bundle
-from .errors import BundleError, InputError
-from .model import Model
-from .ranking import best, softmax
+from reelrt.runtime.bundle import Bundle
+from reelrt.runtime.errors import BundleError, InputError
+from reelrt.runtime.tasks.model import Model
+from reelrt.runtime.tasks.ranking import best, softmax
 
 Prediction = list[tuple[str, float]]
 

@@ -29,8 +29,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
-from .errors import BundleError
-from .manifest import Manifest
+from reelrt.runtime.errors import BundleError
+from reelrt.runtime.bundle.manifest import Manifest
 
 DEFAULT_MAX_BATCH = 32
 DEFAULT_MAX_SEQUENCE = 256

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .errors import BackendUnavailableError, ReelrtError
+from reelrt.runtime.errors import BackendUnavailableError, ReelrtError
 
 
 def cudart():

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from tokenizers import Tokenizer
 
-from .bundle import Bundle
-from .errors import BundleError
+from reelrt.runtime.bundle import Bundle
+from reelrt.runtime.errors import BundleError
 
 
 def read_tokenizer(bundle: Bundle) -> Tokenizer:

@@ -16,8 +16,8 @@ from typing import Sequence
 
 import onnxruntime as ort
 
-from .cache import cache_dir
-from .errors import BackendUnavailableError, BundleError
+from reelrt.runtime.bundle.cache import cache_dir
+from reelrt.runtime.errors import BackendUnavailableError, BundleError
 
 DEVICES = ("auto", "cpu", "cuda")
 

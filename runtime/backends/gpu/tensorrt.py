@@ -26,13 +26,13 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from . import cuda
-from .bundle import Bundle, open_bundle
-from .cache import write_atomic
-from .engines import DeviceFacts, engine_fields, find_plan, store_plan, timing_cache_path
-from .errors import BackendUnavailableError, BundleError, InputError, ReelrtError
-from .gpu_profiles import Profile, choose_profile, derive_profiles
-from .manifest import Manifest
+from reelrt.runtime.backends.gpu import cuda
+from reelrt.runtime.bundle import Bundle, open_bundle
+from reelrt.runtime.bundle.cache import write_atomic
+from reelrt.runtime.backends.gpu.engines import DeviceFacts, engine_fields, find_plan, store_plan, timing_cache_path
+from reelrt.runtime.errors import BackendUnavailableError, BundleError, InputError, ReelrtError
+from reelrt.runtime.backends.gpu.profiles import Profile, choose_profile, derive_profiles
+from reelrt.runtime.bundle.manifest import Manifest
 
 # largest |TensorRT - ONNX Runtime CPU| / max|reference| accepted at compile time, per precision;
 # fp32 allows TF32 (on by default in TensorRT), quantized graphs allow kernel rounding differences
@@ -72,7 +72,7 @@ def compile_bundle(bundle_path: str | os.PathLike, args) -> int:
     start = time.perf_counter()
     plan = build_plan(trt, bundle.model_path, profiles, timing_cache_path(facts))
     seconds = time.perf_counter() - start
-    from .backends import open_onnxruntime
+    from reelrt.runtime.backends import open_onnxruntime
     reference = open_onnxruntime(bundle, bundle.manifest.model, "cpu", None, {})
     worst = check_parity(TensorRTBackend(plan, facts.gpu), reference, bundle.manifest, profiles)
     written = store_plan(bundle, out, engine_fields(bundle, facts, profiles), plan, seconds)
