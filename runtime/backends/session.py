@@ -91,12 +91,13 @@ def _optimized_path(model_sha256: str, providers: Sequence[str]) -> Path:
     return cache_dir("ort", hashlib.sha256(key.encode()).hexdigest()[:32] + ".onnx")
 
 
-def _cpu_flags_digest() -> str:
-    """Optimised graphs may hold CPU-specific layouts, so the cache key names the CPU's features."""
+def _cpu_flags_digest(cpuinfo: str = "/proc/cpuinfo") -> str:
+    """Optimised graphs may hold CPU-specific layouts, so the cache key names the CPU's features
+    (the "flags" line on x86, "Features" on ARM)."""
     try:
-        with open("/proc/cpuinfo") as f:
+        with open(cpuinfo) as f:
             for line in f:
-                if line.startswith("flags"):
+                if line.startswith(("flags", "Features")):
                     return hashlib.sha256(line.encode()).hexdigest()[:16]
     except OSError:
         pass

@@ -4,8 +4,8 @@
 are the same everywhere (frames from a seeded generator; PNG and JPEG bytes written on the
 first machine and shipped with the bundles; fixed texts and prompts). `compare` holds a
 second machine's answers against the first's: token ids exactly (tokenizer ids, greedy and
-seeded sampling), numbers within the bundle precision's tolerance, the one that export and
-quantize use (reelrt.export.validate). Numpy and the runtime only: it runs where torch does not.
+seeded sampling), numbers within the bundle precision's tolerance, the policy every stage
+validates with (reelrt.runtime.validation). Numpy and the runtime only: it runs where torch does not.
 """
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from reelrt.export.validate import RELATIVE_TOLERANCE, compare_logits
-from reelrt.runtime import ValidationError, load, open_bundle
+from reelrt.runtime import ValidationError, load, open_bundle, validation
+from reelrt.runtime.bundle.layout import REFERENCE_INPUTS
 from reelrt.runtime.tasks.text import encode
 
 # the bundles compared, each an exported fp32 bundle or a quantized copy (tests/aarch64/build.py)
@@ -62,7 +62,7 @@ def answers(folder: Path, names: Sequence[str] = BUNDLES) -> dict[str, np.ndarra
 def _image(clf, encoded: dict[str, bytes]) -> dict[str, np.ndarray]:
     pngs = [v for k, v in encoded.items() if k.startswith("png")]
     jpegs = [v for k, v in encoded.items() if k.startswith("jpg")]
-    with np.load(clf.bundle.path("reference/inputs.npz"), allow_pickle=False) as ref:
+    with np.load(clf.bundle.path(REFERENCE_INPUTS), allow_pickle=False) as ref:
         pixels = ref[ref.files[0]]
     return {"frames": np.concatenate([clf.logits(f) for f in frames()]),
             "frames_rgb": clf.logits(frames()[0], rgb=True),
@@ -122,7 +122,7 @@ def compare(reference: Mapping[str, np.ndarray], candidate: Mapping[str, np.ndar
         want, precision = reference[key], precisions[key.split("/")[0]]
         got = candidate.get(key)
         exact = np.issubdtype(want.dtype, np.integer)
-        limit = 0.0 if exact else RELATIVE_TOLERANCE[precision]
+        limit = 0.0 if exact else validation.tolerance_for(precision).max_relative_diff
         if got is None:
             rows.append(Row(key, precision, float("inf"), limit, "missing"))
         elif got.dtype != want.dtype or got.shape != want.shape:
@@ -131,7 +131,7 @@ def compare(reference: Mapping[str, np.ndarray], candidate: Mapping[str, np.ndar
             rows.append(Row(key, precision, float(np.count_nonzero(got != want)), limit))
         else:
             try:
-                rows.append(Row(key, precision, compare_logits(want, got).relative_diff, limit))
+                rows.append(Row(key, precision, validation.compare(want, got).relative_diff, limit))
             except ValidationError as e:
                 rows.append(Row(key, precision, float("inf"), limit, str(e)))
     return rows + [Row(key, precisions[key.split("/")[0]], float("inf"), 0.0, "unexpected")
