@@ -9,8 +9,8 @@
 # and records x86's answers. Then, emulated, the parity check against x86 runs on a Cortex-A76
 # (armv8.2), and on a Cortex-A53 (armv8.0; $REELRT_AARCH64_CPU) the parity check and the
 # runtime's torch-free tests on those bundles (or the pytest arguments given).
-# Needs root (apt-get, and a private mount namespace for /proc/cpuinfo) and the .venv of the
-# README's test command.
+# Needs root or sudo for apt-get (else qemu-user-static installed), a private mount namespace for
+# /proc/cpuinfo (root, or user namespaces), and the .venv of the README's test command.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 CACHE=${REELRT_AARCH64_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/reelrt-aarch64}
@@ -24,7 +24,9 @@ step() { echo "== aarch64: $*"; }
 # qemu-user-static: runs aarch64 binaries by translation (no binfmt registration needed)
 if ! command -v qemu-aarch64-static >/dev/null; then
     step "installing qemu-user-static"
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq qemu-user-static >/dev/null
+    sudo=(); [ "$(id -u)" = 0 ] || sudo=(sudo)
+    "${sudo[@]}" apt-get update -qq
+    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq qemu-user-static >/dev/null
 fi
 
 # Debian's arm64 python3.11 and the libraries it and the wheels load, resolved by apt in a
