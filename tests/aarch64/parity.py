@@ -84,7 +84,9 @@ def _generation(gen, encoded: dict[str, bytes]) -> dict[str, np.ndarray]:
     prefill = gen.decoder.prefill(0, prompt).copy()
     step = gen.decoder.decode(np.array([int(np.argmax(prefill))])).copy()
     greedy = gen.generate_ids([gen.tokenizer.encode(p).ids for p in PROMPTS], NEW_TOKENS, stop_token_ids=())
-    out = {"prompt_ids": prompt, "prefill_logits": prefill[None], "decode_logits": step, "greedy": np.array(greedy, np.int64)}
+    text = gen.generate(PROMPTS[1], NEW_TOKENS)  # through the detokenizer: compared as its UTF-8 bytes
+    out = {"prompt_ids": prompt, "prefill_logits": prefill[None], "decode_logits": step,
+           "greedy": np.array(greedy, np.int64), "greedy_text": np.frombuffer(text.encode(), np.uint8)}
     if gen.manifest.precision == "fp32":
         # the seed makes the same draws everywhere (PCG64), but the token a draw picks moves with any logit
         # difference: quantized kernels differ per CPU by design (x86 int4 computes with int8 activations)
