@@ -326,9 +326,8 @@ next(iter(gen.stream_ids(ids, 1, stop_token_ids=())))
 first = time.time()
 for _ in gen.stream_ids(ids, NEW_TOKENS, stop_token_ids=()):
     pass
-# VmHWM, not ru_maxrss: Linux carries ru_maxrss over from the parent across exec
-peak = next(line.split()[1] for line in open("/proc/self/status") if line.startswith("VmHWM:"))
-print(first, peak)
+from reelrt.bench.machine import peak_rss_bytes
+print(first, peak_rss_bytes() // 1024)
 """
 
 
