@@ -126,7 +126,8 @@ def compile_cpu(path: str | Path, out: str | Path | None = None, threads: int | 
     target = {"backend": best.backend, "path": manifest.model, "precision": precision,
               "inference_precision": best.inference_precision, "latency_ms": round(best.latency_ms, 3),
               "timed": what_is_timed(bundle), "device": cpu_name(), "threads": threads, "top1_checked": top1,
-              "prefer": prefer, "against_source": against_source,
+              "prefer": prefer, "budget": asdict(tolerance_for(best.tolerance_precision)),
+              "against_source": against_source,
               "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
               "candidates": [{k: v for k, v in asdict(c).items() if k != "times"} for c in candidates]}
     return write_target(bundle, target, out)

@@ -33,6 +33,12 @@ def reference_feeds(bundle: Bundle) -> Feeds:
     return _inputs(bundle)
 
 
+def at_batch(feeds: Mapping[str, np.ndarray], batch: int) -> Feeds:
+    """The feeds with `batch` rows: theirs repeated in turn, or the first `batch` of them (scalars
+    are left alone). Benchmarks and profile checks use real inputs at any batch this way."""
+    return {name: a if a.ndim == 0 else np.take(a, np.arange(batch) % len(a), axis=0) for name, a in feeds.items()}
+
+
 def reference_prompt(bundle: Bundle) -> np.ndarray:
     """A text-generation bundle's reference prompt: 1-D token ids of real text."""
     ids = _inputs(bundle).get("input_ids")

@@ -16,7 +16,7 @@ from reelrt.runtime import BackendUnavailableError, ReelrtError, open_bundle
 from reelrt.runtime.backends import open_onnxruntime
 from reelrt.runtime.backends.gpu.engines import INDEX, DeviceFacts, find_plan
 from reelrt.runtime.backends.gpu.profiles import derive_profiles
-from reelrt.runtime.backends.gpu.tensorrt import check_parity, compile_bundle, profile_feeds
+from reelrt.runtime.backends.gpu.tensorrt import check_parity, compile_bundle
 
 H100 = DeviceFacts("10.13.0.35", "NVIDIA H100 80GB HBM3", "9.0")
 
@@ -106,10 +106,16 @@ def test_parity_runs_the_reference_inputs_at_each_profile_batch(tiny_bundle):
     from reelrt.runtime.reference import reference_feeds
     bundle = open_bundle(tiny_bundle)
     feeds = reference_feeds(bundle)
-    for profile in derive_profiles(bundle.manifest):
-        resized = profile_feeds(feeds, profile)["pixels"]
-        assert resized.shape == tuple(profile.shapes["pixels"][1])
-        assert all(any(np.array_equal(row, ref) for ref in feeds["pixels"]) for row in resized)
+    reference = open_onnxruntime(bundle, "model.onnx", "cpu", 1, {})
+    seen = []
+
+    class Recording(NoisyBackend):
+        def run(self, feeds):
+            seen.append(feeds["pixels"])
+            return super().run(feeds)
+    check_parity(Recording(reference, 0.0), reference, bundle, derive_profiles(bundle.manifest))
+    assert [len(p) for p in seen] == [1, 32]
+    assert all(any(np.array_equal(row, ref) for ref in feeds["pixels"]) for p in seen for row in p)
 
 
 def test_a_bundle_without_a_reference_set_is_refused_before_any_build(tmp_path, fake_tensorrt):

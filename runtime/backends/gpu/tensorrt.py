@@ -32,7 +32,7 @@ from reelrt.runtime.bundle.cache import write_atomic
 from reelrt.runtime.backends.gpu.engines import DeviceFacts, engine_fields, find_plan, store_plan, timing_cache_path
 from reelrt.runtime.errors import BackendUnavailableError, BundleError, InputError, ReelrtError
 from reelrt.runtime.backends.gpu.profiles import Profile, choose_profile, derive_profiles
-from reelrt.runtime.reference import reference_feeds
+from reelrt.runtime.reference import at_batch, reference_feeds
 from reelrt.runtime.validation import check, compare
 
 
@@ -188,17 +188,9 @@ def open_tensorrt(bundle: Bundle) -> TensorRTBackend:
     return backend
 
 
-def profile_feeds(feeds: Mapping[str, np.ndarray], profile: Profile) -> dict[str, np.ndarray]:
-    """The reference feeds at a profile's opt batch: their rows repeated or cut to that many."""
-    resized = {}
-    for name, array in feeds.items():
-        opt = profile.shapes[name][1]
-        resized[name] = array if array.ndim == 0 else np.take(array, np.arange(opt[0]) % len(array), axis=0)
-    return resized
-
-
 def check_parity(candidate, reference, bundle: Bundle, profiles: list[Profile]) -> float:
-    """Run both backends on the bundle's reference inputs at every profile's opt batch; raise
+    """Run both backends on the bundle's reference inputs at every profile's opt batch (their rows
+    repeated to that many, runtime/reference.py); raise
     ValidationError beyond the precision's tolerance.
 
     Held to the shared validation policy; an fp32 graph is held to tf32's tolerance (TensorRT
@@ -208,7 +200,7 @@ def check_parity(candidate, reference, bundle: Bundle, profiles: list[Profile]) 
     feeds = reference_feeds(bundle)
     worst = 0.0
     for profile in profiles:
-        at_profile = profile_feeds(feeds, profile)
+        at_profile = at_batch(feeds, next(iter(profile.shapes.values()))[1][0])
         got = dict(zip(candidate.output_names, candidate.run(at_profile)))
         for name, want in zip(reference.output_names, reference.run(at_profile)):
             cmp = check(compare(want, got[name]), precision, f"the TensorRT plan disagrees with ONNX Runtime on output"
