@@ -203,7 +203,7 @@ def check_parity(candidate, reference, bundle: Bundle, profiles: list[Profile]) 
         at_profile = at_batch(feeds, next(iter(profile.shapes.values()))[1][0])
         got = dict(zip(candidate.output_names, candidate.run(at_profile)))
         for name, want in zip(reference.output_names, reference.run(at_profile)):
-            cmp = check(compare(want, got[name]), precision, f"the TensorRT plan disagrees with ONNX Runtime on output"
+            cmp = check(compare(want, got[name]), precision, f"the TensorRT plan against ONNX Runtime on output"
                         f" {name!r} at profile {profile.name!r} (not stored)", top1=False)
             worst = max(worst, cmp.relative_diff)
     return worst
