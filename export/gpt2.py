@@ -73,7 +73,7 @@ def export(out: str | Path, checkpoint: str | Path | None = None, config: str | 
         tokenizer.save(str(w.dir / "tokenizer.json"))
         prompt = tokenizer.encode(VALIDATION_PROMPT).ids
         validation = validate(model, w.dir / "model.onnx", facts, prompt, random_weights, threads)
-        write_reference(model, prompt[:max_context - 1], w.dir)
+        write_reference(model, prompt[:max_context - 1], decoder_outputs(facts)[0], w.dir)
         return w.commit(Manifest(
             family="gpt2", task="text-generation", precision="fp32", model="model.onnx",
             inputs=decoder_inputs(facts), outputs=decoder_outputs(facts), artifacts={},
@@ -85,15 +85,16 @@ def export(out: str | Path, checkpoint: str | Path | None = None, config: str | 
             validation=validation, extra=facts))
 
 
-def write_reference(model, prompt: list[int], directory: Path) -> None:
-    """reference/: a real prompt's token ids and transformers' next-token logits after it (what
-    quantize and compile check a new graph against; runtime/reference.py builds the feeds)."""
+def write_reference(model, prompt: list[int], logits_spec: TensorSpec, directory: Path) -> None:
+    """reference/: a real prompt's token ids and transformers' next-token logits after it, shaped as
+    the graph declares its logits (what quantize and compile check a new graph against;
+    runtime/reference.py builds the feeds)."""
     import torch
     with torch.no_grad():
         logits = model(torch.tensor([prompt])).logits[:, -1].float().numpy()
     (directory / "reference").mkdir()
     np.savez(directory / REFERENCE_INPUTS, input_ids=np.asarray([prompt], np.int64))
-    np.savez(directory / REFERENCE_OUTPUTS, logits=logits)
+    np.savez(directory / REFERENCE_OUTPUTS, **{logits_spec.name: logits.reshape(1, *logits_spec.shape[1:])})
 
 
 def decoder_inputs(facts: dict) -> list[TensorSpec]:
