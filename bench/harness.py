@@ -57,8 +57,8 @@ class System:
     is_reelrt: bool = False
     size_bytes: int | None = None
     batch: int = 1              # items one step processes: throughput = batch / latency
-    bytes_per_token: int | None = None  # generation: bytes a decode step reads (the bandwidth floor's numerator)
     peer: str | None = None     # which peer this row is ("pytorch", ...); guessed from the name when None
+    bytes_per_token: int | None = None  # generation: bytes a decode step reads (the bandwidth floor's numerator)
 
     @property
     def peer_name(self) -> str | None:
