@@ -18,6 +18,7 @@ import onnxruntime as ort
 
 from reelrt.runtime.bundle.cache import cache_dir
 from reelrt.runtime.errors import BackendUnavailableError, BundleError
+from reelrt.runtime.system import cpu_flags
 
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -91,17 +92,12 @@ def _optimized_path(model_sha256: str, providers: Sequence[str]) -> Path:
     return cache_dir("ort", hashlib.sha256(key.encode()).hexdigest()[:32] + ".onnx")
 
 
-def _cpu_flags_digest(cpuinfo: str = "/proc/cpuinfo") -> str:
-    """Optimised graphs may hold CPU-specific layouts, so the cache key names the CPU's features
-    (the "flags" line on x86, "Features" on ARM)."""
-    try:
-        with open(cpuinfo) as f:
-            for line in f:
-                if line.startswith(("flags", "Features")):
-                    return hashlib.sha256(line.encode()).hexdigest()[:16]
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
+def _cpu_flags_digest() -> str:
+    """Optimised graphs may hold CPU-specific layouts, so the cache key names the CPU's features."""
+    flags = cpu_flags()
+    if not flags:
+        return platform.processor() or "unknown"
+    return hashlib.sha256(" ".join(sorted(flags)).encode()).hexdigest()[:16]
 
 
 def _has_no_external_data(model: Path) -> bool:
