@@ -50,7 +50,8 @@ _CONVERSIONS = {
     "GRAY": {(1, False): None, (3, False): cv2.COLOR_BGR2GRAY, (4, False): cv2.COLOR_BGRA2GRAY,
              (1, True): None, (3, True): cv2.COLOR_RGB2GRAY, (4, True): cv2.COLOR_RGBA2GRAY},
 }
-_INTERPOLATION = {"area": cv2.INTER_AREA, "linear": cv2.INTER_LINEAR, "cubic": cv2.INTER_CUBIC}
+_INTERPOLATION = {"area": cv2.INTER_AREA, "linear": cv2.INTER_LINEAR, "cubic": cv2.INTER_CUBIC,
+                  "nearest": cv2.INTER_NEAREST, "lanczos": cv2.INTER_LANCZOS4}
 _MAX_FILE_BYTES = 256 * 1024 * 1024
 
 
