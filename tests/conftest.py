@@ -77,7 +77,7 @@ def make_tiny_cnn_bundle(out: Path, channel_order: str = "RGB") -> Path:
     from reelrt.runtime.tasks.image import Preprocessor
     pixels = Preprocessor(policy).batch(list(frames))
     return export_image_classifier(module, pixels, out, policy, ["cat", "dog", "car", "tree"],
-                                   {"arch": "tiny", "trained": False}, source="tests", top1=False)
+                                   {"arch": "tiny", "trained": False}, source="tests", random_weights=True)
 
 
 @pytest.fixture(scope="session")
