@@ -156,7 +156,23 @@ def from_exported_program(path: str | os.PathLike) -> ImageSource:
         raise InputError(f"{path}: an image classifier program takes one (N, C, H, W) input, this one takes"
                          f" {len(inputs)} input(s){' of shape ' + str(list(shape)) if shape else ''}")
     static = [int(d) for d in shape[1:]]
-    return ImageSource(program.module(), f"ExportedProgram {Path(path).name}", input_shape=tuple(static))
+    return ImageSource(_program_module(program), f"ExportedProgram {Path(path).name}", input_shape=tuple(static))
+
+
+def _program_module(program):
+    """The program as a module that eval() accepts (an unlifted program's module refuses eval(): it
+    was traced in its mode already). The graph module is held unregistered, so eval() stops here."""
+    import torch
+
+    class Program(torch.nn.Module):
+        def __init__(self, graph_module):
+            super().__init__()
+            self.__dict__["graph_module"] = graph_module
+
+        def forward(self, pixels):
+            return self.graph_module(pixels)
+
+    return Program(program.module())
 
 
 def from_module(spec: str, checkpoint: str | os.PathLike | None, kwargs: dict | None = None) -> ImageSource:
