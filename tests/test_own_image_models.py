@@ -3,7 +3,6 @@ program and module:Class files go export -> int8 and fp16 -> load(), and answer 
 module does on real frames; every bad module or checkpoint is one clear line and exit code 2."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -251,7 +250,7 @@ def test_every_bad_module_or_checkpoint_is_one_line_and_exit_2(tmp_path, capsys)
 
 def test_torchvision_name_without_torchvision_is_a_clear_error(tmp_path, capsys):
     try:
-        import torchvision  # noqa: F401
+        import torchvision  # noqa: F401  (only whether it imports)
         pytest.skip("torchvision imports here")
     except Exception:
         pass
