@@ -181,7 +181,7 @@ def demo(workdir: Path) -> list[Path]:
     from reelrt.models.lstm_train import TrainSettings, train
     from reelrt.quantize.lstm import quantize_int8
     checkpoint = train(*read_labeled_csv(FORTUNES_CSV), TrainSettings())
-    export_bundle(checkpoint, fp32, f"reelrt demo: trained on {FORTUNES_CSV.name}")
+    export_bundle(checkpoint, fp32, f"reelrt demo: trained on {FORTUNES_CSV.name}", random_weights=False)
     quantize_int8(open_bundle(fp32), int8)
     return [fp32, int8]
 

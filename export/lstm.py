@@ -84,9 +84,9 @@ def write_heldout(rows: list[tuple[str, str]], path: Path) -> None:
         writer.writerows(rows)
 
 
-def export_bundle(checkpoint, out: str | Path, source: str, checkpoint_path: str | None = None,
-                  random_weights: bool = False) -> Path:
-    """Write and validate a bundle for a checkpoint (trained or random)."""
+def export_bundle(checkpoint, out: str | Path, source: str, checkpoint_path: str | None = None, *,
+                  random_weights: bool) -> Path:
+    """Write and validate a bundle for a checkpoint (trained, or random_weights)."""
     from reelrt.models.lstm import PAD_ID
 
     model = checkpoint.model.eval()
@@ -116,7 +116,7 @@ def main(args: argparse.Namespace) -> int:
                               parts={("head" if k == "head_module" else k): v for k, v in parts.items()})
     elif args.checkpoint:
         checkpoint = Checkpoint.load(args.checkpoint)
-        out = export_bundle(checkpoint, args.out, "reelrt train lstm", args.checkpoint)
+        out = export_bundle(checkpoint, args.out, "reelrt train lstm", args.checkpoint, random_weights=False)
     else:
         checkpoint = random_checkpoint(args.vocab_size, args.hidden)
         out = export_bundle(checkpoint, args.out, f"random init (vocab {args.vocab_size}, hidden {args.hidden})",

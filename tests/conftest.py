@@ -96,7 +96,8 @@ def make_tiny_text_bundle(out: Path) -> Path:
     tokenizer = train_tokenizer(texts, 60)
     torch.manual_seed(0)
     model = LSTMClassifier(LSTMConfig(tokenizer.get_vocab_size(), 3, embed_dim=8, hidden=12))
-    return export_bundle(Checkpoint(model.eval(), tokenizer, ["books", "pets", "ships"], 8), out, "tests")
+    return export_bundle(Checkpoint(model.eval(), tokenizer, ["books", "pets", "ships"], 8), out, "tests",
+                         random_weights=True)
 
 
 @pytest.fixture(scope="session")

@@ -97,7 +97,7 @@ def small_checkpoint(bidirectional: bool = False) -> Checkpoint:
 
 
 def test_export_bundle_records_tokenizer_labels_and_validation(tmp_path):
-    out = export_bundle(small_checkpoint(bidirectional=True), tmp_path / "b", "tests")
+    out = export_bundle(small_checkpoint(bidirectional=True), tmp_path / "b", "tests", random_weights=True)
     m = open_bundle(out).manifest
     assert m.family == "lstm" and m.precision == "fp32" and m.labels == ["pets", "ships"]
     assert m.tokenizer["path"] == "tokenizer.json" and m.tokenizer["max_length"] == 16 and m.tokenizer["pad_id"] == 0
@@ -114,7 +114,7 @@ def test_export_fails_loudly_and_writes_nothing_when_the_graph_is_wrong(tmp_path
         return w, r, np.concatenate([b, getattr(lstm, f"bias_hh_l{layer}{suffix}").detach().numpy()])
     monkeypatch.setattr(recurrent, "gate_weights", gates_not_reordered)
     with pytest.raises(ValidationError, match="PyTorch"):
-        export_bundle(small_checkpoint(), tmp_path / "bad", "tests")
+        export_bundle(small_checkpoint(), tmp_path / "bad", "tests", random_weights=True)
     assert not (tmp_path / "bad").exists()
 
 

@@ -29,7 +29,7 @@ def bundle(tmp_path_factory):
     torch.manual_seed(0)
     model = LSTMClassifier(LSTMConfig(tokenizer.get_vocab_size(), 3, embed_dim=8, hidden=12, bidirectional=True))
     checkpoint = Checkpoint(model.eval(), tokenizer, ["books", "pets", "ships"], MAX_LENGTH)
-    return export_bundle(checkpoint, tmp_path_factory.mktemp("text") / "b", "tests")
+    return export_bundle(checkpoint, tmp_path_factory.mktemp("text") / "b", "tests", random_weights=True)
 
 
 @pytest.fixture(scope="module")
