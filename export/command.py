@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from reelrt.parsing import positive_int
+
 IMAGE_SOURCES = """Export an image classifier to a bundle, validated against PyTorch.
 
   reelrt export image-classifier --checkpoint HF_DIR --out B          transformers directory
@@ -79,8 +81,8 @@ def add_parsers(sub) -> None:
                        " module", description=TEXT_SOURCES, formatter_class=argparse.RawDescriptionHelpFormatter)
     e.set_defaults(handler="reelrt.export.lstm:main")
     e.add_argument("--checkpoint", help="checkpoint written by `reelrt train lstm`, or with --module a state_dict")
-    e.add_argument("--vocab-size", type=int, default=2000, help="random-weight model: vocabulary size")
-    e.add_argument("--hidden", type=int, default=128, help="random-weight model: hidden size")
+    e.add_argument("--vocab-size", type=positive_int, default=2000, help="random-weight model: vocabulary size")
+    e.add_argument("--hidden", type=positive_int, default=128, help="random-weight model: hidden size")
     own = e.add_argument_group("your own module (Embedding -> nn.LSTM/nn.GRU -> Linear)")
     own.add_argument("--module", help="package.module:Class or path/to/file.py:Class")
     own.add_argument("--module-kwargs", type=json_object, default=None, help="JSON object of the class's arguments")
@@ -91,7 +93,7 @@ def add_parsers(sub) -> None:
     own.add_argument("--head", choices=["softmax", "sigmoid", "multi-label"],
                      help="default: sigmoid for one logit, softmax otherwise")
     own.add_argument("--threshold", type=float, default=0.5, help="sigmoid heads: positive at or over this")
-    own.add_argument("--max-length", type=int, default=256, help="tokens kept per text")
+    own.add_argument("--max-length", type=positive_int, default=256, help="tokens kept per text")
     own.add_argument("--texts", help="file of real texts (one per line) to check the export on")
     own.add_argument("--embedding", help="name of the nn.Embedding, when finding it by type is ambiguous")
     own.add_argument("--rnn", help="name of the nn.LSTM/nn.GRU")
@@ -104,5 +106,5 @@ def add_parsers(sub) -> None:
     src = e.add_mutually_exclusive_group(required=True)
     src.add_argument("--checkpoint", help="checkpoint directory in transformers format")
     src.add_argument("--config", choices=["gpt2", "gpt2-medium", "distilgpt2", "tiny"], help="random weights")
-    e.add_argument("--max-context", type=int, default=None, help="largest prompt + generated length")
+    e.add_argument("--max-context", type=positive_int, default=None, help="largest prompt + generated length")
     e.add_argument("--out", required=True)

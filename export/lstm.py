@@ -20,7 +20,8 @@ from pathlib import Path
 import numpy as np
 
 from reelrt.export.provenance import provenance
-from reelrt.export.recurrent import RecurrentParts, build_graph, onnx_logits, padded_vs_single, write_bundle
+from reelrt.export.recurrent import (REFERENCE_TEXTS, RecurrentParts, build_graph, onnx_logits, padded_vs_single,
+                                     write_bundle)
 from reelrt.runtime.tasks.ranking import Head
 from reelrt.runtime.tasks.text import encode
 from reelrt.runtime.validation import check, compare
@@ -77,6 +78,13 @@ def heldout_accuracy(path: Path, tokenizer, rows: list[tuple[str, str]], labels:
     return float(np.mean([labels[p] == label for p, (_, label) in zip(predicted, rows)]))
 
 
+def reference_ids(checkpoint, max_length: int) -> tuple[np.ndarray, np.ndarray]:
+    """The reference set's real texts (held-out rows, else REFERENCE_TEXTS) as the graph's feeds;
+    PyTorch's logits for them go beside them: what quantize and compile check a new graph against."""
+    texts = [text for text, _ in checkpoint.heldout[:VALIDATION_TEXTS]] or list(REFERENCE_TEXTS)
+    return encode(checkpoint.tokenizer, texts, max_length, 0)
+
+
 def write_heldout(rows: list[tuple[str, str]], path: Path) -> None:
     with open(path, "w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
@@ -94,11 +102,13 @@ def export_bundle(checkpoint, out: str | Path, source: str, checkpoint_path: str
     if checkpoint.heldout:
         files[HELDOUT] = lambda path: write_heldout(checkpoint.heldout, path)
         extra["heldout"] = HELDOUT
+    ids, lengths = reference_ids(checkpoint, checkpoint.max_length)
     return write_bundle(out, RecurrentParts(model.embedding, model.lstm, model.head), checkpoint.tokenizer,
                         checkpoint.labels, Head("softmax"), checkpoint.max_length, PAD_ID,
                         lambda path: validate(checkpoint, path, checkpoint.max_length),
                         provenance(source, checkpoint_path, random_weights=random_weights,
-                                   train_metrics=checkpoint.metrics or None), extra, files)
+                                   train_metrics=checkpoint.metrics or None),
+                        (ids, lengths, torch_logits(model, ids, lengths)), extra, files)
 
 
 def main(args: argparse.Namespace) -> int:

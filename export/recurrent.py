@@ -24,6 +24,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from reelrt.runtime.bundle import BundleWriter
+from reelrt.runtime.bundle.layout import REFERENCE_INPUTS, REFERENCE_OUTPUTS
 from reelrt.runtime.bundle.manifest import Manifest, TensorSpec
 from reelrt.runtime.errors import InputError
 from reelrt.runtime.tasks.ranking import Head
@@ -37,6 +38,14 @@ DEFAULT_MAX_LENGTH = 256
 # ONNX orders the gates differently from PyTorch: LSTM i, o, f, c (PyTorch i, f, g, o);
 # GRU z, r, h (PyTorch r, z, n). Indices of PyTorch's chunks in ONNX's order.
 GATE_ORDER = {"LSTM": [0, 3, 1, 2], "GRU": [1, 0, 2]}
+# the reference set's texts when the checkpoint holds no held-out rows (random weights)
+REFERENCE_TEXTS = ("The captain ordered the ship out of orbit before the shields failed.",
+                   "Nothing beats fresh bread with garlic butter on a cold evening.",
+                   "The kernel panicked after the new driver was loaded.",
+                   "She scored twice in the final minutes and the crowd went wild.",
+                   "Love is patient, love is kind, and it keeps no record of wrongs.",
+                   "Beam me up.", "Pass the salt, please.",
+                   "Any sufficiently advanced technology is indistinguishable from magic.")
 
 
 @dataclass
@@ -304,13 +313,19 @@ def read_user_tokenizer(tokenizer: Any, lowercase: bool = False, unk_token: str 
 
 def write_bundle(out: str | os.PathLike, parts: RecurrentParts, tokenizer, labels: Sequence[str], head: Head,
                  max_length: int, pad_id: int, validate: Callable[[Path], dict], provenance: dict,
-                 extra: dict | None = None, files: dict[str, Callable[[Path], None]] | None = None) -> Path:
-    """Write, validate (the `validate` callback raises to refuse) and commit a text-classifier bundle."""
+                 reference: tuple[np.ndarray, np.ndarray, np.ndarray], extra: dict | None = None,
+                 files: dict[str, Callable[[Path], None]] | None = None) -> Path:
+    """Write, validate (the `validate` callback raises to refuse) and commit a text-classifier bundle.
+    reference: real texts' ids and lengths and the source module's logits for them (reference/)."""
     from .torch_onnx import check_manifest
 
     with BundleWriter(out) as w:
         build_graph(parts, w.dir / "model.onnx")
         tokenizer.save(str(w.dir / "tokenizer.json"))
+        (w.dir / "reference").mkdir()
+        ids, lengths, logits = reference
+        np.savez(w.dir / REFERENCE_INPUTS, input_ids=ids, lengths=lengths)
+        np.savez(w.dir / REFERENCE_OUTPUTS, logits=logits)
         for name, write in (files or {}).items():
             write(w.dir / name)
         rnn = parts.rnn
@@ -372,6 +387,8 @@ def text_classifier(out: str | os.PathLike, module: Any, tokenizer: Any, *, chec
     token_ids = encode(tok, list(texts), max_length, pad_id) if texts else None
     ids, lengths = validation_ids(min(tok.get_vocab_size(), found.embedding.num_embeddings), max_length, token_ids)
     reference = module_logits(module, found.rnn, ids, lengths)
+    ref_ids, ref_lengths = token_ids or encode(tok, list(REFERENCE_TEXTS), max_length, pad_id)
     return write_bundle(out, found, tok, chosen_labels, chosen_head, max_length, pad_id,
                         lambda path: validate_graph(path, ids, lengths, reference, f"{description} (each text alone)"),
-                        provenance(description, checkpoint, random_weights=random_weights))
+                        provenance(description, checkpoint, random_weights=random_weights),
+                        (ref_ids, ref_lengths, module_logits(module, found.rnn, ref_ids, ref_lengths)))
