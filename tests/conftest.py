@@ -108,7 +108,7 @@ def make_tiny_cnn_bundle(out: Path, channel_order: str = "RGB") -> Path:
     from reelrt.runtime.tasks.image import Preprocessor
     pixels = Preprocessor(policy).batch(list(frames))
     return export_image_classifier(module, pixels, out, policy, ["cat", "dog", "car", "tree"],
-                                   {"arch": "tiny", "trained": False}, source="tests", top1=False)
+                                   {"arch": "tiny", "trained": False}, source="tests", random_weights=True)
 
 
 @pytest.fixture(scope="session")
@@ -129,7 +129,8 @@ def make_tiny_text_bundle(out: Path, bidirectional: bool = False) -> Path:
     tokenizer = train_tokenizer(texts, 60)
     torch.manual_seed(0)
     model = LSTMClassifier(LSTMConfig(tokenizer.get_vocab_size(), 3, embed_dim=8, hidden=12, bidirectional=bidirectional))
-    return export_bundle(Checkpoint(model.eval(), tokenizer, ["books", "pets", "ships"], 8), out, "tests")
+    return export_bundle(Checkpoint(model.eval(), tokenizer, ["books", "pets", "ships"], 8), out, "tests",
+                         random_weights=True)
 
 
 @pytest.fixture(scope="session")

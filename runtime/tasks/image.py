@@ -34,9 +34,10 @@ import cv2  # noqa: E402  (after the pixel limit above)
 import numpy as np  # noqa: E402
 
 from reelrt.runtime.bundle import Bundle
+from reelrt.runtime.bundle.manifest import Manifest
 from reelrt.runtime.errors import BundleError, InputError
 from reelrt.runtime.tasks.model import Model
-from reelrt.runtime.tasks.ranking import best, softmax
+from reelrt.runtime.tasks.ranking import Head, read_head
 
 Prediction = list[tuple[str, float]]
 
@@ -49,7 +50,8 @@ _CONVERSIONS = {
     "GRAY": {(1, False): None, (3, False): cv2.COLOR_BGR2GRAY, (4, False): cv2.COLOR_BGRA2GRAY,
              (1, True): None, (3, True): cv2.COLOR_RGB2GRAY, (4, True): cv2.COLOR_RGBA2GRAY},
 }
-_INTERPOLATION = {"area": cv2.INTER_AREA, "linear": cv2.INTER_LINEAR, "cubic": cv2.INTER_CUBIC}
+_INTERPOLATION = {"area": cv2.INTER_AREA, "linear": cv2.INTER_LINEAR, "cubic": cv2.INTER_CUBIC,
+                  "nearest": cv2.INTER_NEAREST, "lanczos": cv2.INTER_LANCZOS4}
 _MAX_FILE_BYTES = 256 * 1024 * 1024
 
 
@@ -127,25 +129,36 @@ class ImageClassifier(Model):
     def __init__(self, bundle: Bundle, device: str = "auto", threads: int | None = None):
         # every check of the bundle comes before the session: a bad bundle never reaches a backend
         m = bundle.manifest
-        if len(m.inputs) != 1 or len(m.outputs) < 1:
-            raise BundleError("an image classifier bundle has one input and a logits output")
+        self.preprocess, self.head = self.check_manifest(m)
         self.input_name = m.inputs[0].name
         self.output_name = m.outputs[0].name
-        self.preprocess = Preprocessor(m.preprocessing)
         self.labels = m.labels
         self._local = threading.local()  # .buffer: this thread's (N, C, H, W) input buffer
         super().__init__(bundle, device=device, threads=threads)
+
+    @classmethod
+    def check_manifest(cls, m: Manifest) -> tuple[Preprocessor, Head]:
+        """What the reader requires of an image-classification manifest (writers check with it too)."""
+        if len(m.inputs) != 1 or len(m.outputs) < 1:
+            raise BundleError("an image classifier bundle has one input and a logits output")
+        preprocess = Preprocessor(m.preprocessing)
+        shape = m.inputs[0].shape
+        made = (preprocess.channels, preprocess.height, preprocess.width)
+        if len(shape) != 4 or any(isinstance(d, int) and d != want for d, want in zip(shape[1:], made)):
+            raise BundleError(f"preprocessing makes (N, {preprocess.channels}, {preprocess.height},"
+                              f" {preprocess.width}) inputs but the graph takes {list(m.inputs[0].shape)}")
+        return preprocess, read_head(m.head, m.outputs[0].shape[-1], m.labels)
 
     def classify(self, images: Any, top_k: int = 5, rgb: bool = False) -> Prediction | list[Prediction]:
         """Top-k (label, probability) per image; one list for one image, a list of lists for a batch."""
         if not isinstance(top_k, int) or isinstance(top_k, bool) or top_k < 1:
             raise InputError(f"top_k must be a positive int, got {top_k!r}")
         single, items = _as_items(images)
-        probs = softmax(self.logits(items, rgb=rgb))
+        probs = self.head.probabilities(self.logits(items, rgb=rgb))
         k = min(top_k, probs.shape[1])
         results = []
         for row in probs:
-            results.append([(self._label(int(i)), float(row[i])) for i in best(row, k)])
+            results.append([(self._label(int(i)), float(row[i])) for i in self.head.rank(row, k)])
         return results[0] if single else results
 
     def logits(self, images: Any, rgb: bool = False) -> np.ndarray:
