@@ -129,15 +129,15 @@ def test_bench_rows_share_workloads_and_run(bundles):
 
 
 def test_demo_reuses_built_bundles_and_shows_answers(bundles, workdir, monkeypatch):
-    from reelrt.bench import lstm as bench_lstm
+    from reelrt.bench.demo import build_lstm, show_lstm
     demo_dir = workdir / "demo"
     demo_dir.mkdir()
     for source, name in zip(bundles, ("lstm-fortunes", "lstm-fortunes-int8")):
         (demo_dir / name).symlink_to(source)
     monkeypatch.setattr("reelrt.models.lstm_train.train", lambda *a, **k: pytest.fail("demo retrained"))
-    built = bench_lstm.demo(demo_dir)
+    built = build_lstm(demo_dir)
     assert [b.name for b in built] == ["lstm-fortunes", "lstm-fortunes-int8"]
-    shown = bench_lstm.show(built[1]).splitlines()
+    shown = show_lstm(built[1]).splitlines()
     assert "held-out accuracy" in shown[0] and len(shown) == 1 + len(open_bundle(built[1]).manifest.labels)
     assert all("(right)" in line or "(wrong: " in line for line in shown[1:])
 
