@@ -53,6 +53,15 @@ def split(texts: list[str], labels: list[str], fraction: float, seed: int):
 
 def train(texts: list[str], labels: list[str], settings: TrainSettings, progress: bool = True) -> Checkpoint:
     """Fit tokenizer and classifier on the training rows; report accuracy on the held-out rows."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)   # a 64-unit LSTM's kernels are tiny: a second thread only adds contention
+    try:
+        return _train(texts, labels, settings, progress)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _train(texts: list[str], labels: list[str], settings: TrainSettings, progress: bool) -> Checkpoint:
     start = time.monotonic()
     torch.manual_seed(settings.seed)
     train_texts, test_texts, train_labels, test_labels = split(texts, labels, settings.heldout_fraction, settings.seed)
