@@ -188,7 +188,7 @@ GPT2_PROMPTS = ("Love is", "The computer", "Captain, the")
 def gpt2_recipe():
     """About a minute on two cores: a fixed number of steps, so every machine trains the same model."""
     from reelrt.models.gpt2_train import Recipe
-    return Recipe(shape=dict(n_layer=3, n_head=4, n_embd=128, n_positions=128), vocab=2048, block=64, batch=16,
+    return Recipe(shape=dict(n_layer=2, n_head=4, n_embd=128, n_positions=128), vocab=512, block=64, batch=16,
                   learning_rate=3e-3, minutes=None, steps=600)
 
 

@@ -104,7 +104,7 @@ def train(out: str | Path, train_text: str, heldout_text: str, recipe: Recipe = 
             bar.set_postfix(loss=f"{loss.item():.3f}")
     model.eval()
     record = {"steps": step, "train_seconds": round(time.monotonic() - start, 1),
-              "final_loss": round(float(loss), 3), "train_tokens": len(data),
+              "final_loss": round(loss.item(), 3), "train_tokens": len(data),
               "heldout_perplexity": round(heldout_perplexity(model, heldout, recipe.block), 2),
               "shape": recipe.shape, "vocab": tokenizer.get_vocab_size()}
     out = save_checkpoint(model, tokenizer, out)

@@ -95,8 +95,8 @@ def test_classifier_matches_pytorch(bundles, checkpoint):
     texts = [text for text, _ in checkpoint.heldout[:24]]
     clf = load(bundles[0])
     encodings = clf.tokenizer.encode_batch(texts, add_special_tokens=False)
-    with torch.no_grad():   # each text alone, no padding, cut to the bundle's max length
-        reference = np.concatenate([torch.softmax(checkpoint.model(torch.tensor([e.ids[:clf.max_length]])), -1).numpy()
+    with torch.no_grad():   # each text alone, without the padding (the tokenizer cuts to the bundle's max length)
+        reference = np.concatenate([torch.softmax(checkpoint.model(torch.tensor([e.ids[:sum(e.attention_mask)]])), -1).numpy()
                                     for e in encodings])
     np.testing.assert_allclose(clf.probabilities(texts), reference, atol=1e-5)
 
