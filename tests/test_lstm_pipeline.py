@@ -117,7 +117,7 @@ def test_bench_rows_share_workloads_and_run(bundles):
     rows, skipped = systems([open_bundle(b) for b in bundles], {"pytorch", "ort-naive", "optimum"}, threads=1)
     assert "optimum" in skipped and "openvino" not in skipped
     workloads = {r.workload for r in rows}
-    assert workloads == {"lstm h32 batch 1 seq 128", "lstm h32 batch 16 seq 128"}
+    assert workloads == {"lstm h32 bi batch 1 seq 128", "lstm h32 bi batch 16 seq 128"}
     for workload in workloads:
         names = sorted(r.name for r in rows if r.workload == workload)
         assert names == ["onnxruntime naive export", "pytorch eager", "reelrt fp32", "reelrt int8"]
