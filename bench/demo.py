@@ -6,7 +6,7 @@ offline data (once; later runs reuse them), and each bundle shows itself answeri
   both int8 and compiled for this CPU;
 - lstm: the fortunes classifier trained here, fp32 and int8, its held-out accuracy beside a
   TF-IDF + logistic regression baseline fitted on the same split;
-- gpt2: a small GPT-2 trained here on the fortunes' quotes, fp32 and int4, writing text.
+- gpt2: a small GPT-2 trained here on the fortunes' quotes, fp32 and int8, writing text.
 Then the bundles are measured against PyTorch eager in a short interleaved run (the
 family benchmark modules, bench/<family>.py) and the table is printed. A family that
 fails is reported and the demo goes on with the others; the exit status says whether
@@ -180,7 +180,7 @@ def show_lstm(bundle: Path) -> str:
     return "\n".join(lines)
 
 
-# ---- gpt2: a small GPT-2 trained on the fortunes' quotes, fp32 and int4 --------------------
+# ---- gpt2: a small GPT-2 trained on the fortunes' quotes, fp32 and int8 --------------------
 
 GPT2_PROMPTS = ("Love is", "The computer", "Captain, the")
 
@@ -202,18 +202,19 @@ def fortunes_text() -> tuple[str, str]:
 
 
 def build_gpt2(workdir: Path) -> list[Path]:
-    """Train (about a minute), export, quantize to int4; reuse what was built."""
+    """Train (about a minute), export, quantize to int8; reuse what was built. Not int4: on a model
+    this small int4 agrees with fp32 on under 90% of held-out next tokens, and the pass refuses it."""
     from reelrt.export.gpt2 import export
-    from reelrt.quantize.gpt2 import quantize_int4
-    checkpoint, fp32, int4 = workdir / "gpt2-fortunes.ckpt", workdir / "gpt2-fortunes", workdir / "gpt2-fortunes-int4"
+    from reelrt.quantize.gpt2 import quantize_int8
+    checkpoint, fp32, int8 = workdir / "gpt2-fortunes.ckpt", workdir / "gpt2-fortunes", workdir / "gpt2-fortunes-int8"
     if not _reusable(fp32, "gpt2"):
         from reelrt.models.gpt2_train import read_record, train
         if not read_record(checkpoint):   # the record is written last: without it the checkpoint is partial
             train(checkpoint, *fortunes_text(), gpt2_recipe())
         export(fp32, checkpoint=checkpoint)
-    if not _reusable(int4, "gpt2"):
-        quantize_int4(open_bundle(fp32), argparse.Namespace(out=str(int4), block_size=None, accuracy_level=None))
-    return [fp32, int4]
+    if not _reusable(int8, "gpt2"):
+        quantize_int8(open_bundle(fp32), argparse.Namespace(out=str(int8), block_size=None, accuracy_level=None))
+    return [fp32, int8]
 
 
 def show_gpt2(bundle: Path) -> str:

@@ -56,11 +56,11 @@ def test_demo_trains_builds_once_and_streams_text(tmp_path, monkeypatch):
                   minutes=None, steps=3)
     monkeypatch.setattr(demo, "gpt2_recipe", lambda: tiny)
     bundles = demo.build_gpt2(tmp_path)
-    assert [open_bundle(b).manifest.precision for b in bundles] == ["fp32", "int4"]
+    assert [open_bundle(b).manifest.precision for b in bundles] == ["fp32", "int8"]
     assert read_record(tmp_path / "gpt2-fortunes.ckpt")["steps"] == 3
     stamp = [(b / "manifest.json").stat().st_mtime_ns for b in bundles]
     monkeypatch.setattr("reelrt.models.gpt2_train.train", lambda *a, **k: pytest.fail("demo retrained"))
     assert demo.build_gpt2(tmp_path) == bundles
     assert [(b / "manifest.json").stat().st_mtime_ns for b in bundles] == stamp  # reused, not rebuilt
     text = demo.show_gpt2(bundles[1])
-    assert "int4" in text and "trained 3 steps" in text and all(p in text for p in demo.GPT2_PROMPTS)
+    assert "int8" in text and "trained 3 steps" in text and all(p in text for p in demo.GPT2_PROMPTS)
