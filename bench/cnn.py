@@ -1,4 +1,4 @@
-"""CNN rows for `reelrt bench` and `reelrt demo` (see the benchmark contract in bench/).
+"""CNN rows for `reelrt bench` (see the benchmark contract in bench/runner.py).
 
 Workloads per architecture: "<arch> batch 1" (latency), "<arch> batch 8" (throughput:
 the harness divides the batch by the latency), and "<arch> 1080p frame": a 1920x1080 BGR
@@ -12,7 +12,6 @@ TorchScript exporter), OpenCV DNN on that file, and OpenVINO on it with its defa
 from __future__ import annotations
 
 import importlib.util
-import time
 from pathlib import Path
 
 import numpy as np
@@ -138,70 +137,6 @@ def openvino_step(arch: str, batch: int, threads: int) -> Step:
     request = compiled.create_infer_request()
     x = _pixels(batch, *_input_shape(arch))
     return _discarding(lambda: request.infer({0: x}))
-
-
-# ---- demo and show ------------------------------------------------------------------------
-
-def demo(workdir: Path) -> list[Path]:
-    """Digits (trained here, int8) and MobileNetV2 (random weights, int8), both compiled; reused when valid."""
-    from reelrt.runtime import open_bundle
-    from reelrt.runtime.errors import BundleError
-
-    workdir = Path(workdir)
-    built = []
-    for arch in ("digits", "mobilenetv2"):
-        final = workdir / f"{arch}-int8"
-        try:
-            if open_bundle(final).manifest.target:
-                built.append(final)
-                continue
-        except BundleError:
-            pass
-        built.append(build_demo_bundle(arch, workdir))
-    return built
-
-
-def build_demo_bundle(arch: str, workdir: Path) -> Path:
-    """export (digits: train first) -> int8 -> compile, under workdir."""
-    from reelrt.export.cnn import export_cnn
-    from reelrt.quantize.cnn import quantize_int8
-    from reelrt.runtime import open_bundle
-    from reelrt.runtime.compile import compile_cpu
-
-    checkpoint = None
-    if arch == "digits":
-        import torch
-
-        from reelrt.models.digits import train
-        checkpoint = workdir / "digits.pt"
-        workdir.mkdir(parents=True, exist_ok=True)
-        model, _ = train(quiet=True)
-        torch.save({"state_dict": model.state_dict()}, checkpoint)
-    fp32 = export_cnn(arch, workdir / f"{arch}-fp32", checkpoint)
-    int8 = quantize_int8(open_bundle(fp32), workdir / f"{arch}-int8")
-    return compile_cpu(int8, seconds=1.0)
-
-
-def show(bundle: Path) -> str:
-    """A few lines of the bundle answering: held-out digits, or a 1080p photo frame."""
-    from reelrt.runtime import load
-
-    clf = load(bundle)
-    lines = [f"{Path(bundle).name}: {clf!r}"]
-    if clf.manifest.extra.get("heldout", {}).get("dataset") == "sklearn-digits":
-        from reelrt.models.digits import digits_split
-
-        _, _, frames, labels = digits_split()
-        for frame, label, top in zip(frames[:5], labels[:5], clf.classify(list(frames[:5]), top_k=1)):
-            lines.append(f"  held-out digit {label}: {top[0][0]} ({top[0][1]:.1%})")
-        return "\n".join(lines)
-    frame = hd_frame()
-    t0 = time.perf_counter()
-    top = clf.classify(frame, top_k=3)
-    ms = (time.perf_counter() - t0) * 1e3
-    lines.append(f"  1080p frame -> {', '.join(f'{label} {p:.1%}' for label, p in top)} in {ms:.1f} ms"
-                 + ("" if clf.manifest.extra.get("trained") else "  (random weights: labels are placeholders)"))
-    return "\n".join(lines)
 
 
 # ---- helpers --------------------------------------------------------------------------------

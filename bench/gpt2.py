@@ -11,9 +11,10 @@ Peers rebuild the bundle's weights: a checkpoint bundle names its checkpoint dir
 random-config bundle its config and seed (models/gpt2.py makes the same weights again).
 llama.cpp runs through llama-cpp-python on GGUF files written by the converter of the
 llama.cpp source it was built from (REELRT_LLAMA_CPP_SRC: a directory holding
-convert_hf_to_gguf.py, conversion/ and gguf-py/).
+convert_hf_to_gguf.py, conversion/ and gguf-py/). `reelrt bench` runs these rows, with
+cold start and peak memory from one child process per system (bench/isolated.py):
 
-    python -m reelrt.bench.gpt2 bundles/gpt2 bundles/gpt2-int8 bundles/gpt2-int4 --json gpt2.json
+    reelrt bench bundles/gpt2 bundles/gpt2-int8 bundles/gpt2-int4 --out bench-results/gpt2
 """
 from __future__ import annotations
 
@@ -36,10 +37,9 @@ PROMPT_TOKENS = 32
 NEW_TOKENS = 128
 PEERS = ("pytorch", "optimum", "llama.cpp")
 MEAN_CONTEXT = PROMPT_TOKENS + NEW_TOKENS // 2   # the context of the median decode step
-DEMO_PROMPT = "The innkeeper leans over the counter and says"
 
 
-# ---- the contract: systems, demo, show ------------------------------------------------------
+# ---- the contract: systems --------------------------------------------------------------------
 
 def systems(bundles: list[Bundle], peers: set[str] | None, threads: int) -> tuple[list[System], dict[str, str]]:
     """reelrt rows for each bundle, then the peers once per distinct source of weights."""
@@ -86,36 +86,6 @@ def systems(bundles: list[Bundle], peers: set[str] | None, threads: int) -> tupl
                 rows.append(System(f"llama.cpp {quant}", workload, "reelrt.bench.gpt2:llama_generation",
                                    {"gguf": str(gguf), "threads": threads}, size_bytes=gguf.stat().st_size))
     return rows, skipped
-
-
-def demo(workdir: Path) -> list[Path]:
-    """The tiny random GPT-2 at fp32 and int4 (seconds to build; re-used when valid)."""
-    from reelrt.export.gpt2 import export
-    from reelrt.quantize.gpt2 import quantize_int4
-    from reelrt.runtime.bundle import open_bundle
-    from reelrt.runtime.errors import BundleError
-    fp32, int4 = Path(workdir) / "gpt2-tiny", Path(workdir) / "gpt2-tiny-int4"
-    try:
-        open_bundle(fp32)
-    except BundleError:
-        export(fp32, config="tiny")
-    try:
-        open_bundle(int4)
-    except BundleError:
-        quantize_int4(open_bundle(fp32), int4)
-    return [fp32, int4]
-
-
-def show(bundle: Path) -> str:
-    from reelrt.runtime import load
-    gen = load(bundle)
-    start = time.perf_counter()
-    pieces = list(gen.stream(DEMO_PROMPT, max_new_tokens=24))
-    elapsed = time.perf_counter() - start
-    m = gen.manifest
-    return (f"{Path(bundle).name} ({m.precision}, {m.extra['n_layer']} layers, random weights: the text is noise)\n"
-            f"  {DEMO_PROMPT}{''.join(pieces)!r}\n"
-            f"  streamed in {len(pieces)} pieces, {elapsed * 1e3:.0f} ms")
 
 
 # ---- what is timed ----------------------------------------------------------------------------
@@ -321,72 +291,3 @@ def _converter_missing() -> str | None:
     if not src or not (Path(src) / "convert_hf_to_gguf.py").is_file():
         return "set REELRT_LLAMA_CPP_SRC to the llama.cpp source llama-cpp-python was built from (its GGUF converter)"
     return None
-
-
-COLD_START = """
-import sys, time
-from reelrt.runtime import load
-from reelrt.bench.gpt2 import prompt_ids, NEW_TOKENS
-gen = load(sys.argv[1], threads=int(sys.argv[2]))
-ids = prompt_ids(gen.text_vocab)
-next(iter(gen.stream_ids(ids, 1, stop_token_ids=())))
-first = time.time()
-for _ in gen.stream_ids(ids, NEW_TOKENS, stop_token_ids=()):
-    pass
-from reelrt.bench.machine import peak_rss_bytes
-print(first, peak_rss_bytes() // 1024)
-"""
-
-
-def cold_start(bundle: str, threads: int) -> dict:
-    """Process start to first token (s) and peak RSS (MB) over a whole generation, in a fresh process.
-    The second of two launches counts: the first one verifies the bundle and caches the optimised
-    graph, as an application's first launch on a device does once."""
-    for _ in range(2):
-        start = time.time()
-        run = subprocess.run([sys.executable, "-c", COLD_START, bundle, str(threads)], capture_output=True,
-                             text=True, check=True)
-    first, rss_kb = run.stdout.split()
-    return {"start_to_first_token_s": round(float(first) - start, 3), "peak_rss_mb": round(int(rss_kb) / 1024, 1)}
-
-
-# ---- a command anyone can re-run ------------------------------------------------------------
-
-def main(argv: list[str] | None = None) -> int:
-    import argparse
-    import json
-
-    from reelrt.bench.harness import measure
-    from reelrt.runtime.bundle import open_bundle
-    parser = argparse.ArgumentParser(prog="python -m reelrt.bench.gpt2", description=__doc__.split("\n\n")[0])
-    parser.add_argument("bundles", nargs="+")
-    parser.add_argument("--peers", default="auto", help="comma-separated peers, 'auto' (all installed) or 'none'")
-    parser.add_argument("--iterations", type=int, default=5)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--json", help="write the results here")
-    args = parser.parse_args(argv)
-    peers = None if args.peers == "auto" else set() if args.peers == "none" else set(args.peers.split(","))
-    rows, skipped = systems([open_bundle(b) for b in args.bundles], peers, args.threads)
-    results = measure(rows, warmup=1, iterations=args.iterations)
-    table = []
-    for r in results:
-        x = {k: round(v.median, 2) for k, v in r.metrics.items()}
-        x["decode_p90_ms"] = round(r.metrics["decode_ms_per_token"].p90, 2)
-        table.append({"system": r.system.name, "workload": r.system.workload, "size_mb": round((r.system.size_bytes or 0) / 1e6, 1), **x})
-        print(f"{r.system.name:34s} ttft {x['ttft_ms']:7.1f} ms  decode {x['decode_ms_per_token']:6.2f} ms/token"
-              f" (p90 {x['decode_p90_ms']:6.2f})  {x['tokens_per_s']:6.1f} tok/s")
-    for row in table:
-        if row["system"].startswith("reelrt"):
-            bundle = next(s.kwargs["bundle"] for s in rows if s.name == row["system"] and s.workload == row["workload"])
-            row.update(cold_start(bundle, args.threads))
-            print(f"{row['system']:34s} start to first token {row['start_to_first_token_s']:.3f} s,"
-                  f" peak RSS {row['peak_rss_mb']:.0f} MB, model {row['size_mb']} MB")
-    for peer, reason in skipped.items():
-        print(f"skipped {peer}: {reason}")
-    if args.json:
-        Path(args.json).write_text(json.dumps({"results": table, "skipped": skipped}, indent=2))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,4 +1,4 @@
-"""LSTM rows for `reelrt bench` and the LSTM part of `reelrt demo`.
+"""LSTM rows for `reelrt bench`.
 
 Workloads: batch 1 and batch 16 at sequence length 128 (every row full length, so each
 system does the same work). reelrt rows run TextClassifier.logits on token ids, the
@@ -25,17 +25,12 @@ import numpy as np
 
 from reelrt.bench.harness import System, Step
 from reelrt.runtime.bundle import Bundle, open_bundle
-from reelrt.runtime.errors import ReelrtError
 
 WORKLOADS = ((1, 128), (16, 128))     # (batch, sequence length)
 PEERS = ("pytorch", "ort-naive", "openvino")
 NOT_APPLICABLE = {"optimum": "Optimum exports transformers models, not a custom LSTM classifier",
                   "opencv-dnn": "OpenCV DNN is a CNN peer", "llama.cpp": "llama.cpp is a GPT-2 peer"}
-DEMO_TEXTS = ("The kernel panicked right after I recompiled the module.",
-              "Captain, the Klingon ship is hailing us on all frequencies.",
-              "Nothing beats fresh bread with butter and garlic.",
-              "He struck out three times and the crowd booed the pitcher.",
-              "I think I have been in love with you since the day we met.")
+
 
 
 def architecture(bundle: Bundle) -> dict:
@@ -169,42 +164,3 @@ def openvino_step(bundle: str, batch: int, sequence: int, threads: int) -> Step:
     def step() -> None:
         request.infer({"input_ids": ids, "lengths": lengths})
     return step
-
-
-def demo(workdir: Path) -> list[Path]:
-    """Train on the fortunes CSV, export, quantize to int8; reuse bundles already built."""
-    fp32, int8 = Path(workdir) / "lstm-fortunes", Path(workdir) / "lstm-fortunes-int8"
-    if _usable(fp32) and _usable(int8):
-        return [fp32, int8]
-    from reelrt.export.lstm import export_bundle
-    from reelrt.models.lstm import FORTUNES_CSV, read_labeled_csv
-    from reelrt.models.lstm_train import TrainSettings, train
-    from reelrt.quantize.lstm import quantize_int8
-    checkpoint = train(*read_labeled_csv(FORTUNES_CSV), TrainSettings())
-    export_bundle(checkpoint, fp32, f"reelrt demo: trained on {FORTUNES_CSV.name}", random_weights=False)
-    quantize_int8(open_bundle(fp32), int8)
-    return [fp32, int8]
-
-
-def _usable(path: Path) -> bool:
-    try:
-        return open_bundle(path).manifest.family == "lstm"
-    except ReelrtError:
-        return False
-
-
-def show(bundle: Path) -> str:
-    """The bundle answering: on held-out texts with their true labels when it has some."""
-    from reelrt.quantize.lstm import read_heldout
-    from reelrt.runtime import load
-    classifier = load(bundle)
-    m = classifier.manifest
-    heldout = read_heldout(classifier.bundle)
-    rows = [next(row for row in heldout if row[1] == label) for label in m.labels if any(r[1] == label for r in heldout)]
-    rows = rows or [(text, None) for text in DEMO_TEXTS]
-    lines = [f"{bundle.name} ({m.precision}): held-out accuracy {m.validation.get('heldout_accuracy', float('nan')):.1%}"]
-    for (text, truth), result in zip(rows, classifier.classify([text for text, _ in rows], top_k=1)):
-        label, prob = result[0]
-        mark = "" if truth is None else ("  (right)" if label == truth else f"  (wrong: {truth})")
-        lines.append(f"  {label:>9} {prob:6.1%}{mark}  {text[:90]}")
-    return "\n".join(lines)

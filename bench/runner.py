@@ -125,8 +125,9 @@ def run_benchmark(bundles: list[Bundle], peers: set[str] | None, threads: int, *
         rows = [s for _, s in group]
         errors: dict[str, str] = {}
         rounds = -(-iterations // BLOCK) if iterations else None
+        _say(f"measuring {workload} ({len(rows)} systems)")
         with tqdm(total=rounds, desc=f"{workload} ({len(rows)} systems)", unit="round", file=sys.stderr,
-                  leave=False) as bar:
+                  leave=False, disable=None) as bar:   # disable=None: drawn on a terminal only
             try:
                 results = measure(rows, warmup, rounds, seconds * len(rows) if seconds else None,
                                   on_round=lambda _: bar.update(1), errors=errors, block=BLOCK)
@@ -141,8 +142,9 @@ def run_benchmark(bundles: list[Bundle], peers: set[str] | None, threads: int, *
         run.results += results
 
     if isolated and run.results:
-        for r in tqdm(run.results, desc="memory and cold start (one process each)", unit="system", file=sys.stderr,
-                      leave=False):
+        _say("memory and cold start (one process each)")
+        for r in tqdm(run.results, desc="memory and cold start", unit="system", file=sys.stderr, leave=False,
+                      disable=None):
             run.isolated[(r.system.workload, r.system.name)] = measure_isolated(r.system, threads, CHILD_TIMEOUT)
     return run, failed
 

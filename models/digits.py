@@ -49,7 +49,7 @@ def train(epochs: int = 20, seed: int = 0, quiet: bool = False):
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=3e-3, total_steps=epochs * (len(x_train) // 64 + 1))
     generator = torch.Generator().manual_seed(seed)
     background = float(x_train.max())   # paper colour after normalisation
-    for _ in tqdm(range(epochs), desc="training digits", unit="epoch", disable=quiet):
+    for _ in tqdm(range(epochs), desc="training digits", unit="epoch", disable=quiet or None):  # None: a terminal only
         order = torch.randperm(len(x_train), generator=generator)
         for start in range(0, len(x_train), 64):
             idx = order[start:start + 64]

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import csv
 import pickle
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
-from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
+from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
@@ -74,15 +75,21 @@ class LSTMClassifier(nn.Module):
         return self.head(self.dropout(features))
 
 
-def train_tokenizer(texts: list[str], vocab_size: int) -> Tokenizer:
-    """A lower-casing WordPiece tokenizer; [PAD] gets id 0 and [UNK] id 1."""
-    tokenizer = Tokenizer(models.WordPiece(unk_token=UNK))
+def train_tokenizer(texts: list[str], vocab_size: int, min_frequency: int = 1) -> Tokenizer:
+    """A lower-casing word-level tokenizer; [PAD] gets id 0 and [UNK] id 1.
+
+    The vocabulary is the words seen at least min_frequency times, most frequent first and
+    ties in alphabetical order, cut to vocab_size: the same texts always give the same ids
+    (a trained subword vocabulary breaks ties between equal counts differently from run to run).
+    """
+    tokenizer = Tokenizer(models.WordLevel(unk_token=UNK))
     tokenizer.normalizer = normalizers.BertNormalizer(lowercase=True)
     tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=[PAD, UNK], min_frequency=2,
-                                        show_progress=False)
-    tokenizer.train_from_iterator(texts, trainer)
-    assert tokenizer.token_to_id(PAD) == PAD_ID
+    counts = Counter(word for text in texts
+                     for word, _ in tokenizer.pre_tokenizer.pre_tokenize_str(tokenizer.normalizer.normalize_str(text)))
+    words = sorted((w for w, n in counts.items() if n >= min_frequency), key=lambda w: (-counts[w], w))
+    vocab = {token: i for i, token in enumerate([PAD, UNK, *words[:max(0, vocab_size - 2)]])}
+    tokenizer.model = models.WordLevel(vocab, unk_token=UNK)
     return tokenizer
 
 

@@ -82,7 +82,7 @@ class _Reader:
 
         self.input_name = input_name
         self.pixels = pixels
-        self.bar = tqdm(total=len(pixels), desc="calibrating", unit="img")
+        self.bar = tqdm(total=len(pixels), desc="calibrating", unit="img", disable=None)  # None: a terminal only
         self.rewind()
 
     def get_next(self) -> dict[str, np.ndarray] | None:

@@ -100,15 +100,17 @@ def test_bench_refuses_bad_arguments(tmp_path, capsys):
     assert "unknown peer(s) tflite" in capsys.readouterr().err
 
 
-def per_family(name: str):
-    """The fake family, building its demo bundle in a folder of its own."""
-    return types.SimpleNamespace(systems=fake_family.systems, show=fake_family.show,
-                                 demo=lambda workdir: fake_family.demo(workdir / name))
+def fake_demo(name: str):
+    """The fake family's demo, building its bundle in a folder of its own."""
+    from reelrt.bench.demo import Demo
+    return Demo(lambda workdir: fake_family.demo(workdir / name), fake_family.show)
 
 
 def test_demo_shows_answers_and_a_table(tmp_path, monkeypatch, capsys):
+    from reelrt.bench import demo
+    monkeypatch.setattr(demo, "DEMOS", {name: fake_demo(name) for name in ("cnn", "lstm", "gpt2")})
     for name in ("cnn", "lstm", "gpt2"):
-        family(monkeypatch, name, per_family(name))
+        family(monkeypatch, name, types.SimpleNamespace(systems=fake_family.systems))
     monkeypatch.setenv("REELRT_DEMO_DIR", str(tmp_path / "demo"))
     assert main(["demo", "--seconds", "0.01", "--out", str(tmp_path / "reports")]) == 0
     out = capsys.readouterr().out
@@ -123,15 +125,20 @@ def test_demo_shows_answers_and_a_table(tmp_path, monkeypatch, capsys):
 
 
 def test_demo_goes_on_past_failing_families(tmp_path, monkeypatch, capsys):
-    def broken_demo(workdir):
+    from reelrt.bench import demo
+
+    def broken_build(workdir):
         raise RuntimeError("no checkpoint")
 
-    family(monkeypatch, "cnn", per_family("cnn"))
-    family(monkeypatch, "lstm", None)
-    family(monkeypatch, "gpt2", types.SimpleNamespace(demo=broken_demo))
+    def broken_show(bundle):
+        raise RuntimeError("cannot answer")
+
+    monkeypatch.setattr(demo, "DEMOS", {"cnn": fake_demo("cnn"), "lstm": demo.Demo(fake_demo("lstm").build, broken_show),
+                                        "gpt2": demo.Demo(broken_build, fake_family.show)})
+    family(monkeypatch, "cnn", types.SimpleNamespace(systems=fake_family.systems))
     assert main(["demo", "--workdir", str(tmp_path), "--seconds", "0.01", "--out", str(tmp_path / "reports")]) == 1
     out = capsys.readouterr().out
-    assert "lstm FAILED: FamilyUnavailable: no benchmark module reelrt.bench.lstm" in out
+    assert "lstm FAILED to answer: RuntimeError: cannot answer" in out
     assert "gpt2 FAILED: RuntimeError: no checkpoint" in out
     assert "tiny answers:" in out and "| **reelrt fp32** |" in out
     assert "finished with failures in lstm, gpt2" in out

@@ -44,6 +44,7 @@ def test_peer_rows_share_the_workload_and_answer(tiny_cnn_bundle):
     assert cnn.naive_onnx("digits").is_file()
 
 
-def test_show_answers(tiny_cnn_bundle):
-    text = cnn.show(tiny_cnn_bundle)
+def test_demo_shows_a_frame_classified(tiny_cnn_bundle):
+    from reelrt.bench.demo import show_cnn
+    text = show_cnn(tiny_cnn_bundle)
     assert "1080p frame ->" in text and "random weights" in text

@@ -5,8 +5,11 @@ a result shared between threads would hand one thread another's pixels or logits
 """
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -131,8 +134,9 @@ def test_a_generator_busy_in_another_thread_refuses_at_once(gpt2_tiny_bundle):
         list(first)
 
 
-def test_thread_safety_cost_bench_runs(tiny_cnn_bundle, capsys):
-    from reelrt.bench.threads import main
-    assert main([str(tiny_cnn_bundle), "--rounds", "2", "--calls", "3"]) == 0
-    out = capsys.readouterr().out
+def test_thread_safety_cost_experiment_runs(tiny_cnn_bundle):
+    script = Path(__file__).resolve().parent.parent / "bench" / "experiments" / "threads.py"
+    run = subprocess.run([sys.executable, str(script), str(tiny_cnn_bundle), "--rounds", "2", "--calls", "3"],
+                         capture_output=True, text=True, check=True)
+    out = run.stdout
     assert "| per-thread buffer |" in out and "| shared buffer |" in out

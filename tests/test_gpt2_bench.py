@@ -1,5 +1,7 @@
-"""The GPT-2 side of the benchmark contract: systems, demo, show (no timing asserted)."""
+"""The GPT-2 side of the benchmark contract (systems, peers) and the demo's GPT-2 (no timing asserted)."""
 from __future__ import annotations
+
+import pytest
 
 from reelrt.bench import gpt2 as bench
 from reelrt.bench.harness import measure
@@ -47,11 +49,18 @@ def test_pytorch_peer_generates_what_reelrt_generates(gpt2_tiny_bundle):
     assert load(gpt2_tiny_bundle, threads=1).generate_ids(ids, 24, stop_token_ids=()) == ref.tolist()
 
 
-def test_demo_builds_bundles_once_and_show_generates(tmp_path):
-    bundles = bench.demo(tmp_path)
-    assert [open_bundle(b).manifest.precision for b in bundles] == ["fp32", "int4"]
+def test_demo_trains_builds_once_and_streams_text(tmp_path, monkeypatch):
+    from reelrt.bench import demo
+    from reelrt.models.gpt2_train import Recipe, read_record
+    tiny = Recipe(shape=dict(n_layer=1, n_head=2, n_embd=32, n_positions=64), vocab=300, block=32, batch=4,
+                  minutes=None, steps=3)
+    monkeypatch.setattr(demo, "gpt2_recipe", lambda: tiny)
+    bundles = demo.build_gpt2(tmp_path)
+    assert [open_bundle(b).manifest.precision for b in bundles] == ["fp32", "int8"]
+    assert read_record(tmp_path / "gpt2-fortunes.ckpt")["steps"] == 3
     stamp = [(b / "manifest.json").stat().st_mtime_ns for b in bundles]
-    assert bench.demo(tmp_path) == bundles
+    monkeypatch.setattr("reelrt.models.gpt2_train.train", lambda *a, **k: pytest.fail("demo retrained"))
+    assert demo.build_gpt2(tmp_path) == bundles
     assert [(b / "manifest.json").stat().st_mtime_ns for b in bundles] == stamp  # reused, not rebuilt
-    text = bench.show(bundles[1])
-    assert bench.DEMO_PROMPT in text and "int4" in text
+    text = demo.show_gpt2(bundles[1])
+    assert "int8" in text and "trained 3 steps" in text and all(p in text for p in demo.GPT2_PROMPTS)

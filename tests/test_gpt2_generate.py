@@ -166,3 +166,33 @@ def test_stream_ids_yields_what_generate_ids_returns(gen):
     assert list(gen.stream_ids(ids, **options)) == gen.generate_ids(ids, **options)
     with pytest.raises(InputError):
         gen.stream_ids([])
+
+
+def test_each_token_costs_the_same_however_long_the_text(gen, monkeypatch):
+    """No step re-decodes or re-searches the text so far: one DecodeStream step per token, and
+    the stop search sees only the new piece and the few characters held back before it."""
+    from reelrt.runtime.tasks.generation import detokenize, generator
+    steps, searched = [], []
+    real_stream, real_first_stop = detokenize.DecodeStream, generator._first_stop
+
+    class CountingStream:
+        def __init__(self, **kwargs):
+            self.inner = real_stream(**kwargs)
+
+        def step(self, tokenizer, token):
+            steps.append(token)
+            return self.inner.step(tokenizer, token)
+
+    def first_stop(text, stops):
+        searched.append(len(text))
+        return real_first_stop(text, stops)
+
+    monkeypatch.setattr(detokenize, "DecodeStream", CountingStream)
+    monkeypatch.setattr(generator, "_first_stop", first_stop)
+    stop = "\x00never written"
+    text = gen.generate(PROMPT, max_new_tokens=200, temperature=1.0, seed=3, stop=[stop])
+    longest_token = max(len(gen.tokenizer.decode([i])) for i in range(gen.text_vocab))
+    bound = len(stop) - 1 + 2 * longest_token   # held-back prefix + one released piece
+    assert len(steps) == 200 and len(text) > 3 * bound
+    assert max(searched) <= bound
+    assert "".join(gen.stream(PROMPT, max_new_tokens=200, temperature=1.0, seed=3, stop=[stop])) == text

@@ -95,8 +95,8 @@ def test_classifier_matches_pytorch(bundles, checkpoint):
     texts = [text for text, _ in checkpoint.heldout[:24]]
     clf = load(bundles[0])
     encodings = clf.tokenizer.encode_batch(texts, add_special_tokens=False)
-    with torch.no_grad():   # each text alone, no padding, cut to the bundle's max length
-        reference = np.concatenate([torch.softmax(checkpoint.model(torch.tensor([e.ids[:clf.max_length]])), -1).numpy()
+    with torch.no_grad():   # each text alone, without the padding (the tokenizer cuts to the bundle's max length)
+        reference = np.concatenate([torch.softmax(checkpoint.model(torch.tensor([e.ids[:sum(e.attention_mask)]])), -1).numpy()
                                     for e in encodings])
     np.testing.assert_allclose(clf.probabilities(texts), reference, atol=1e-5)
 
@@ -117,7 +117,7 @@ def test_bench_rows_share_workloads_and_run(bundles):
     rows, skipped = systems([open_bundle(b) for b in bundles], {"pytorch", "ort-naive", "optimum"}, threads=1)
     assert "optimum" in skipped and "openvino" not in skipped
     workloads = {r.workload for r in rows}
-    assert workloads == {"lstm h32 batch 1 seq 128", "lstm h32 batch 16 seq 128"}
+    assert workloads == {"lstm h32 bi batch 1 seq 128", "lstm h32 bi batch 16 seq 128"}
     for workload in workloads:
         names = sorted(r.name for r in rows if r.workload == workload)
         assert names == ["onnxruntime naive export", "pytorch eager", "reelrt fp32", "reelrt int8"]
@@ -129,15 +129,15 @@ def test_bench_rows_share_workloads_and_run(bundles):
 
 
 def test_demo_reuses_built_bundles_and_shows_answers(bundles, workdir, monkeypatch):
-    from reelrt.bench import lstm as bench_lstm
+    from reelrt.bench.demo import build_lstm, show_lstm
     demo_dir = workdir / "demo"
     demo_dir.mkdir()
     for source, name in zip(bundles, ("lstm-fortunes", "lstm-fortunes-int8")):
         (demo_dir / name).symlink_to(source)
     monkeypatch.setattr("reelrt.models.lstm_train.train", lambda *a, **k: pytest.fail("demo retrained"))
-    built = bench_lstm.demo(demo_dir)
+    built = build_lstm(demo_dir)
     assert [b.name for b in built] == ["lstm-fortunes", "lstm-fortunes-int8"]
-    shown = bench_lstm.show(built[1]).splitlines()
+    shown = show_lstm(built[1]).splitlines()
     assert "held-out accuracy" in shown[0] and len(shown) == 1 + len(open_bundle(built[1]).manifest.labels)
     assert all("(right)" in line or "(wrong: " in line for line in shown[1:])
 

@@ -8,6 +8,7 @@ import sys
 
 import numpy as np
 import pytest
+from tokenizers import Tokenizer
 
 from conftest import make_tiny_text_bundle
 from reelrt.runtime import load, open_bundle
@@ -57,7 +58,9 @@ def test_length_buckets_and_small_batches_change_no_answer(bundle, clf):
 
 def test_texts_are_cut_to_the_manifest_max_length(clf):
     long = "dogs chase cats around the garden all day long and then sleep by the fire"
-    ids = clf.tokenizer.encode(long, add_special_tokens=False).ids
+    whole = Tokenizer.from_str(clf.tokenizer.to_str())
+    whole.no_truncation()
+    ids = whole.encode(long, add_special_tokens=False).ids
     assert len(ids) > MAX_LENGTH
     head = np.array([ids[:MAX_LENGTH]], np.int64)
     expected = clf.logits(head, np.array([MAX_LENGTH], np.int32))

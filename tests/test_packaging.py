@@ -33,6 +33,7 @@ def test_wheel_maps_stage_folders_into_one_namespace(wheel):
                    "reelrt/quantize/derive.py", "reelrt/bench/harness.py", "reelrt/models/__init__.py"):
         assert module in names
     assert not any(n.startswith(("reelrt/tests", "tests/")) for n in names)
+    assert not any("experiments" in n for n in names)   # bench/experiments/ stays in the repository
 
 
 @pytest.mark.slow

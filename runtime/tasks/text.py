@@ -38,9 +38,17 @@ def load_tokenizer(bundle: Bundle) -> tuple[Tokenizer, int, int]:
     """The bundle's tokenizer, max length and pad id; BundleError when any is unusable."""
     max_length, pad_id = tokenizer_limits(bundle.manifest)
     tokenizer = read_tokenizer(bundle)
-    tokenizer.no_truncation()
-    tokenizer.no_padding()
+    pad_to_longest(tokenizer, max_length, pad_id)
     return tokenizer, max_length, pad_id
+
+
+def pad_to_longest(tokenizer: Tokenizer, max_length: int, pad_id: int) -> None:
+    """Set the tokenizer's own truncation (first max_length tokens) and padding (to the
+    longest text of a batch, with pad_id); a no-op when it is already set so."""
+    if (tokenizer.truncation or {}).get("max_length") != max_length or tokenizer.truncation.get("direction") != "right":
+        tokenizer.enable_truncation(max_length, direction="right")
+    if (tokenizer.padding or {}).get("pad_id") != pad_id or tokenizer.padding.get("length") is not None:
+        tokenizer.enable_padding(pad_id=pad_id, pad_token=tokenizer.id_to_token(pad_id) or "[PAD]")
 
 
 def encode(tokenizer: Tokenizer, texts: Sequence[str], max_length: int, pad_id: int) -> tuple[np.ndarray, np.ndarray]:
@@ -52,19 +60,18 @@ def encode(tokenizer: Tokenizer, texts: Sequence[str], max_length: int, pad_id: 
     for i, text in enumerate(texts):
         if not isinstance(text, str):
             raise InputError(f"text {i} is a {type(text).__name__}, not a str")
+    pad_to_longest(tokenizer, max_length, pad_id)
     try:
         encodings = tokenizer.encode_batch(list(texts), add_special_tokens=False)
     except Exception as e:  # e.g. lone surrogates, which are not valid UTF-8
         raise InputError(f"cannot tokenize the texts: {e}") from None
-    ids = [e.ids[:max_length] for e in encodings]
-    for i, row in enumerate(ids):
-        if not row:
+    lengths = np.array([sum(e.attention_mask) for e in encodings], np.int32)
+    for i, length in enumerate(lengths):
+        if not length:
             raise InputError(f"text {i} ({texts[i][:40]!r}) holds no token to classify")
-    lengths = np.array([len(row) for row in ids], np.int32)
-    batch = np.full((len(ids), int(lengths.max(initial=1))), pad_id, np.int64)
-    for i, row in enumerate(ids):
-        batch[i, :len(row)] = row
-    return batch, lengths
+    if not encodings:
+        return np.zeros((0, 1), np.int64), lengths
+    return np.array([e.ids for e in encodings], np.int64), lengths
 
 
 class TextClassifier(Model):

@@ -93,21 +93,18 @@ class TextGenerator(Model):
         stops = _check_stops(stop)
         request = self._request([self._encode(p) for p in prompts], max_new_tokens, temperature, top_k, top_p,
                                 repetition_penalty, seed, None, truncate, text=True)
-        generated: list[list[int]] = [[] for _ in prompts]
-        texts = [""] * len(prompts)
+        rows = [_TextRow(self.tokenizer, stops) for _ in prompts]
+        pieces: list[list[str]] = [[] for _ in prompts]
         done = [False] * len(prompts)
         for step in self._steps(request, done):
             for r, token in enumerate(step):
-                if token is None:
-                    continue
-                generated[r].append(token)
-                if stops:  # the whole text each step: a stop string may span tokens
-                    texts[r] = self.tokenizer.decode(generated[r], skip_special_tokens=False)
-                    cut = _first_stop(texts[r], stops)
-                    if cut is not None:
-                        texts[r], done[r] = texts[r][:cut], True
-        if not stops:
-            texts = [self.tokenizer.decode(g, skip_special_tokens=False) for g in generated]
+                if token is not None:
+                    piece, done[r] = rows[r].push(token)
+                    pieces[r].append(piece)
+        for r, row in enumerate(rows):
+            if not row.stopped:
+                pieces[r].append(row.finish())
+        texts = ["".join(p) for p in pieces]
         return texts[0] if isinstance(prompt, str) else texts
 
     def stream(self, prompt: str, max_new_tokens: int | None = None, *, temperature: float | None = None,
@@ -247,25 +244,51 @@ class TextGenerator(Model):
             logits = self.decoder.decode(np.array([t if t is not None else 0 for t in step], np.int64))
 
     def _stream(self, req: _Request, stops: list[str]) -> Iterator[str]:
-        detok = Detokenizer(self.tokenizer)
-        pending = ""  # text held back while it may be the start of a stop string
+        row = _TextRow(self.tokenizer, stops)
         done = [False]
         for (token,) in self._steps(req, done):
-            pending += detok.push(token)
-            cut = _first_stop(pending, stops)
-            if cut is not None:
-                done[0] = True
-                if pending[:cut]:
-                    yield pending[:cut]
-                return
-            hold = _stop_prefix_length(pending, stops)
-            if len(pending) > hold:
-                yield pending[:len(pending) - hold]
-                pending = pending[len(pending) - hold:]
-        pending += detok.flush()
-        cut = _first_stop(pending, stops)
-        if pending[:cut]:
-            yield pending[:cut]
+            piece, done[0] = row.push(token)
+            if piece:
+                yield piece
+        if not row.stopped:
+            piece = row.finish()
+            if piece:
+                yield piece
+
+
+class _TextRow:
+    """One row's text as its tokens arrive: detokenized, cut before the first stop string.
+
+    Text that may be the start of a stop string is held back until the next piece settles
+    it, and only that held text and the new piece are searched: a stop string cannot begin
+    in text already released (a released end that began one would have been held). Each
+    token's cost is therefore bounded by the stop strings' length, never the text's.
+    """
+
+    def __init__(self, tokenizer, stops: list[str]):
+        self.detok = Detokenizer(tokenizer)
+        self.stops = stops
+        self.held = ""
+        self.stopped = False
+
+    def push(self, token: int) -> tuple[str, bool]:
+        """The text this token releases, and whether a stop string has now ended the row."""
+        return self._scan(self.detok.push(token))
+
+    def finish(self) -> str:
+        """The text still held at the end of the generation (up to a stop string, if one completes)."""
+        piece, stopped = self._scan(self.detok.flush())
+        return piece if stopped else piece + self.held
+
+    def _scan(self, piece: str) -> tuple[str, bool]:
+        text = self.held + piece
+        cut = _first_stop(text, self.stops)
+        if cut is not None:
+            self.held, self.stopped = "", True
+            return text[:cut], True
+        hold = _stop_prefix_length(text, self.stops)
+        self.held = text[len(text) - hold:]
+        return text[:len(text) - hold], False
 
 
 def _id_rows(ids) -> tuple[bool, list[list] | None]:

@@ -1,6 +1,6 @@
-"""What thread safety costs an ImageClassifier at batch 1.
+"""What thread safety costs an ImageClassifier at batch 1 (an experiment: not in the wheel).
 
-    flock /tmp/reelrt-bench.lock python -m reelrt.bench.threads BUNDLE [--rounds 20] [--calls 300]
+    flock /tmp/reelrt-bench.lock python bench/experiments/threads.py BUNDLE [--rounds 20] [--calls 300]
 
 The classifier keeps one input buffer per thread (threading.local) so that it can be shared;
 this times classify() of a 1080p frame with that buffer against the same classifier with one
@@ -30,7 +30,7 @@ def _shared_batch(self: ImageClassifier, n: int) -> np.ndarray:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m reelrt.bench.threads", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="bench/experiments/threads.py", description=__doc__.split("\n\n")[0])
     p.add_argument("bundle", help="an image-classification bundle")
     p.add_argument("--rounds", type=int, default=20)
     p.add_argument("--calls", type=int, default=300, help="classify() calls per round and layout")
