@@ -17,6 +17,7 @@ from reelrt.export.validate import ValidationError, check, compare_logits
 from reelrt.runtime.bundle import BundleWriter
 from reelrt.runtime.errors import InputError
 from reelrt.runtime.bundle.manifest import Manifest, TensorSpec
+from reelrt.runtime.tasks.generation.decoder import KINDS, PAST, PRESENT
 
 GREEDY_STEPS = 64
 VALIDATION_PROMPT = ("The interpreter reads the statement, evaluates each expression from left to right,"
@@ -55,6 +56,7 @@ def export(out: str | Path, checkpoint: str | Path | None = None, config: str | 
     eos = tokenizer.token_to_id(gpt2.EOS_TOKEN)
     random_weights = checkpoint is None
 
+    from reelrt.export.genai import write_genai_files
     from reelrt.export.gpt2_graph import build_decoder, expected_fused_counts, fused_counts, save, streamed_weight_bytes
     weights = {k: v.detach().float().numpy() for k, v in model.state_dict().items()}
     graph = build_decoder(weights, cfg.n_layer, cfg.n_head, cfg.layer_norm_epsilon, max_context)
@@ -66,10 +68,12 @@ def export(out: str | Path, checkpoint: str | Path | None = None, config: str | 
              "vocab_size": cfg.vocab_size, "max_context": max_context, "eos_token_id": eos, "fused_ops": counts,
              "weight_bytes_per_token": streamed_weight_bytes(graph)}
 
+    generation = {"max_new_tokens": 64, "temperature": 0.0, "top_k": 0, "top_p": 1.0, "repetition_penalty": 1.0}
     with BundleWriter(out) as w:
         save(graph, w.dir / "model.onnx")
         del graph
         tokenizer.save(str(w.dir / "tokenizer.json"))
+        write_genai_files(w.dir, facts, generation, gpt2.EOS_TOKEN)
         validation = validate(model, w.dir / "model.onnx", facts, tokenizer.encode(VALIDATION_PROMPT).ids,
                               random_weights, threads)
         return w.commit(Manifest(
@@ -77,23 +81,28 @@ def export(out: str | Path, checkpoint: str | Path | None = None, config: str | 
             inputs=decoder_inputs(facts), outputs=decoder_outputs(facts), artifacts={},
             tokenizer={"path": "tokenizer.json", "kind": "byte-level-bpe", "vocab_size": tokenizer.get_vocab_size(),
                        "eos_token_id": eos},
-            generation={"max_new_tokens": 64, "temperature": 0.0, "top_k": 0, "top_p": 1.0, "repetition_penalty": 1.0},
+            generation=generation,
             provenance=provenance(source, Path(checkpoint).resolve() if checkpoint else None,
                                   **({"random_config": config, "seed": seed} if random_weights else {})),
             validation=validation, extra=facts))
 
 
 def decoder_inputs(facts: dict) -> list[TensorSpec]:
-    cache = ("batch", facts["n_head"], facts["max_context"], facts["head_dim"])
-    specs = [TensorSpec("input_ids", "int64", ("batch", "sequence")), TensorSpec("position_ids", "int64", ("batch", "sequence")),
-             TensorSpec("seqlens_k", "int32", ("batch",)), TensorSpec("total_sequence_length", "int32", ())]
-    return specs + [TensorSpec(f"past_{kind}_{i}", "float32", cache) for i in range(facts["n_layer"]) for kind in ("key", "value")]
+    specs = [TensorSpec("input_ids", "int64", ("batch", "sequence")),
+             TensorSpec("attention_mask", "int64", ("batch", "total_sequence_length")),
+             TensorSpec("position_ids", "int64", ("batch", "sequence"))]
+    return specs + [TensorSpec(PAST.format(layer=i, kind=kind), "float32", _cache_shape(facts))
+                    for i in range(facts["n_layer"]) for kind in KINDS]
 
 
 def decoder_outputs(facts: dict) -> list[TensorSpec]:
-    cache = ("batch", facts["n_head"], facts["max_context"], facts["head_dim"])
-    return [TensorSpec("logits", "float32", ("batch", facts["vocab_size"]))] + [
-        TensorSpec(f"present_{kind}_{i}", "float32", cache) for i in range(facts["n_layer"]) for kind in ("key", "value")]
+    return [TensorSpec("logits", "float32", ("batch", 1, facts["vocab_size"]))] + [
+        TensorSpec(PRESENT.format(layer=i, kind=kind), "float32", _cache_shape(facts))
+        for i in range(facts["n_layer"]) for kind in KINDS]
+
+
+def _cache_shape(facts: dict) -> tuple:
+    return ("batch", facts["n_head"], facts["max_context"], facts["head_dim"])
 
 
 def open_decoder(model_path: Path, facts: dict, threads: int | None = None):

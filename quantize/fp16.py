@@ -5,7 +5,8 @@ same arrays to an fp16 bundle as to an fp32 one, whatever the family. fp16 pays 
 GPUs (TensorRT, CUDA); on most CPUs ONNX Runtime computes it slower than fp32.
 Validation runs the source and the fp16 graph on the bundle's reference/inputs.npz when it
 has one, else on inputs synthesised from the manifest's specs (symbolic axes of 2, floats
-from a normal distribution, integers 0: a valid token id or index for every family).
+from a normal distribution, integers 1: a valid token id, length, position or mask value for
+every family).
 """
 from __future__ import annotations
 

@@ -153,14 +153,14 @@ def reference_feeds(bundle: Bundle) -> dict[str, np.ndarray]:
 
 def synthetic_feeds(specs: list[TensorSpec], symbol_size: int = 2) -> dict[str, np.ndarray]:
     """Inputs from the manifest's specs: symbolic axes of 2, floats from a normal distribution,
-    integers 0 (a valid token id or index for every family), booleans true."""
+    integers 1 (a valid token id, length, position or mask value for every family), booleans true."""
     rng = np.random.default_rng(0)
     feeds = {}
     for spec in specs:
         shape = tuple(symbol_size if isinstance(d, str) else d for d in spec.shape)
         dtype = np.dtype(spec.dtype)
         feeds[spec.name] = (rng.standard_normal(shape).astype(dtype) if dtype.kind == "f"
-                            else np.ones(shape, dtype) if dtype == np.bool_ else np.zeros(shape, dtype))
+                            else np.ones(shape, dtype))
     return feeds
 
 

@@ -3,8 +3,14 @@
 The cache is one float32 buffer per layer and kind, [rows, n_head, max_context, head_dim],
 allocated once (zero pages cost no memory until touched) and bound as both the past input
 and the present output of GroupQueryAttention, which then writes each new key and value in
-place: a decode step copies no cache. Decode inputs (token, position, lengths) live in numpy
-arrays bound once and updated in place.
+place: a decode step copies no cache. Decode inputs (token, position) live in numpy arrays
+bound once and updated in place; the attention mask lives in one buffer allocated once, of
+which each step binds the first rows x (longest length + 1) elements.
+
+The graph's inputs and outputs are onnxruntime-genai's decoder names (input_ids,
+attention_mask, position_ids, past_key_values.<i>.key/value -> logits, present.<i>.key/value);
+the graph derives GroupQueryAttention's lengths from the mask, so row r's mask holds ones
+in its first length_r + 1 positions, zeros after.
 
 Prefill runs one row at a time on a view of that row's cache, so each prompt gets its own
 exact length (no padding) and a batch gives the same tokens as single prompts; decode steps
@@ -16,6 +22,11 @@ import numpy as np
 import onnxruntime as ort
 
 from reelrt.runtime.errors import InputError
+
+# onnxruntime-genai's names for the cache (export/gpt2_graph.py writes them, genai_config.json names them)
+PAST = "past_key_values.{layer}.{kind}"
+PRESENT = "present.{layer}.{kind}"
+KINDS = ("key", "value")
 
 
 class KVDecoder:
@@ -36,20 +47,20 @@ class KVDecoder:
         if rows <= self.rows:
             return
         shape = (rows, self.n_head, self.max_context, self.head_dim)
-        self.cache = {f"{kind}_{i}": np.zeros(shape, np.float32) for i in range(self.n_layer) for kind in ("key", "value")}
+        self.cache = {(i, kind): np.zeros(shape, np.float32) for i in range(self.n_layer) for kind in KINDS}
         self.rows = rows
         self.lengths = np.zeros(rows, np.int64)
         self._steps: dict[int, _DecodeStep] = {}
+        self._ones = np.ones((1, self.max_context), np.int64)  # a prefill's mask: one row, all ones
 
-    def _bind(self, row: int, rows: int, ids, positions, seqlens, total, logits) -> ort.IOBinding:
+    def _bind(self, row: int, rows: int, ids, mask, positions, logits) -> ort.IOBinding:
         binding = self.session.io_binding()
-        for name, array in (("input_ids", ids), ("position_ids", positions), ("seqlens_k", seqlens),
-                            ("total_sequence_length", total)):
+        for name, array in (("input_ids", ids), ("attention_mask", mask), ("position_ids", positions)):
             binding.bind_ortvalue_input(name, ort.OrtValue.ortvalue_from_numpy(array))
-        for name, buffer in self.cache.items():
+        for (layer, kind), buffer in self.cache.items():
             view = ort.OrtValue.ortvalue_from_numpy(buffer[row:row + rows])  # contiguous: rows are the outer axis
-            binding.bind_ortvalue_input("past_" + name, view)
-            binding.bind_ortvalue_output("present_" + name, view)
+            binding.bind_ortvalue_input(PAST.format(layer=layer, kind=kind), view)
+            binding.bind_ortvalue_output(PRESENT.format(layer=layer, kind=kind), view)
         binding.bind_ortvalue_output("logits", ort.OrtValue.ortvalue_from_numpy(logits))
         return binding
 
@@ -66,13 +77,12 @@ class KVDecoder:
             raise InputError("a prompt must hold at least one token")
         if n > self.max_context:
             raise InputError(f"{n} tokens exceed the model's maximum context of {self.max_context}")
-        logits = np.empty((1, self.vocab_size), np.float32)
-        binding = self._bind(row, 1, np.ascontiguousarray(ids, np.int64).reshape(1, n),
-                             np.arange(n, dtype=np.int64).reshape(1, n), np.array([n - 1], np.int32),
-                             np.array(n, np.int32), logits)
+        logits = np.empty((1, 1, self.vocab_size), np.float32)
+        binding = self._bind(row, 1, np.ascontiguousarray(ids, np.int64).reshape(1, n), self._ones[:, :n],
+                             np.arange(n, dtype=np.int64).reshape(1, n), logits)
         self.session.run_with_iobinding(binding)
         self.lengths[row] = n
-        return logits[0]
+        return logits[0, 0]
 
     def decode(self, tokens: np.ndarray) -> np.ndarray:
         """Append one token to each active row; return next-token logits [active, vocab] (a view,
@@ -83,24 +93,33 @@ class KVDecoder:
             raise InputError(f"the sequence reached the model's maximum context of {self.max_context}")
         step = self._steps.get(rows)
         if step is None:
-            step = self._steps[rows] = _DecodeStep(rows, self.vocab_size)
-            step.binding = self._bind(0, rows, step.token, step.position, step.seqlens, step.total, step.logits)
+            step = self._steps[rows] = _DecodeStep(rows, self.vocab_size, self.max_context)
+            step.binding = self._bind(0, rows, step.token, step.mask(lengths), step.position, step.logits)
         step.token[:, 0] = tokens
         step.position[:, 0] = lengths
-        step.seqlens[:] = lengths
-        step.total[()] = lengths.max() + 1
+        mask = step.mask(lengths)
+        step.binding.bind_input("attention_mask", "cpu", 0, np.int64, mask.shape, mask.ctypes.data)
         self.session.run_with_iobinding(step.binding)
         lengths += 1
-        return step.logits
+        return step.logits[:, 0]
 
 
 class _DecodeStep:
-    """The inputs and outputs of a decode step for a number of rows, bound once."""
+    """The inputs and outputs of a decode step for a number of rows, bound once; the mask's
+    buffer is allocated once and rebound at each step's width."""
 
-    def __init__(self, rows: int, vocab_size: int):
+    def __init__(self, rows: int, vocab_size: int, max_context: int):
         self.token = np.zeros((rows, 1), np.int64)
         self.position = np.zeros((rows, 1), np.int64)
-        self.seqlens = np.zeros(rows, np.int32)
-        self.total = np.zeros((), np.int32)
-        self.logits = np.zeros((rows, vocab_size), np.float32)
+        self.logits = np.zeros((rows, 1, vocab_size), np.float32)
         self.binding: ort.IOBinding | None = None
+        self._mask = np.zeros(rows * max_context, np.int64)
+        self._columns = np.arange(max_context, dtype=np.int64)
+
+    def mask(self, lengths: np.ndarray) -> np.ndarray:
+        """The (rows, longest + 1) mask of a step that appends one token to rows of these lengths:
+        a contiguous view of the buffer, row r holding ones in its first lengths[r] + 1 places."""
+        width = int(lengths.max()) + 1
+        mask = self._mask[:len(lengths) * width].reshape(len(lengths), width)
+        np.less_equal(self._columns[:width], lengths[:, None], out=mask)
+        return mask
