@@ -2,7 +2,8 @@
 conformance test: `python clients/js/test/make_fixtures.py [OUT]` (default clients/js/test/fixtures).
 
 answers.json holds, per bundle, the inputs (raw frames as base64, texts, prompts) and reelrt's
-answers: probabilities of every class and the ranked labels, token ids, greedy ids.
+answers: the model input a frame becomes, probabilities of every class and the ranked labels,
+token ids, greedy ids and text.
 """
 from __future__ import annotations
 
@@ -54,7 +55,10 @@ def image_answers(bundle: Path, rng: np.random.Generator) -> dict:
     for case in frames(rng):
         frame = case.pop("frame")
         probs = softmax(clf.logits(frame, rgb=True))[0]
-        cases.append({**case, "rgb_base64": base64.b64encode(frame.tobytes()).decode(),
+        p = clf.preprocess
+        pixels = np.empty((p.channels, p.height, p.width), np.float32)
+        p(frame, True, pixels)
+        cases.append({**case, "rgb_base64": base64.b64encode(frame.tobytes()).decode(), "input": pixels.ravel().tolist(),
                       "probabilities": probs.tolist(), "ranked": clf.classify(frame, top_k=len(probs), rgb=True)})
     return {"bundle": bundle.name, "family": "cnn", "frames": cases}
 
