@@ -1,12 +1,13 @@
-"""GPT-2 generation benchmark: reelrt bundles against PyTorch eager, Optimum and llama.cpp.
+"""GPT-2 generation benchmark: reelrt bundles against onnxruntime-genai, PyTorch eager, Optimum and llama.cpp.
 
 Workload: greedy, a 32-token prompt, 128 new tokens, every system on the same weights and
 threads. One timed step is one whole generation; it reports time to first token, decode
 ms/token (median and p90 over its tokens) and tokens/s, and reelrt rows add the
 memory-bandwidth floor: weight bytes read per token over the machine's bandwidth.
 
-Peers rebuild the bundle's weights: a checkpoint bundle names its checkpoint directory, a
-random-config bundle its config and seed (models/gpt2.py makes the same weights again).
+onnxruntime-genai runs its own loop on the very same bundle (a GPT-2 bundle is a genai model
+folder) with the same threads. The other peers rebuild the bundle's weights: a checkpoint bundle
+names its checkpoint directory, a random-config bundle its config and seed (models/gpt2.py makes the same weights again).
 llama.cpp runs through llama-cpp-python on GGUF files written by the converter of the
 llama.cpp source it was built from (REELRT_LLAMA_CPP_SRC: a directory holding
 convert_hf_to_gguf.py, conversion/ and gguf-py/).
@@ -32,7 +33,7 @@ from reelrt.runtime.bundle.cache import cache_dir
 
 PROMPT_TOKENS = 32
 NEW_TOKENS = 128
-PEERS = ("pytorch", "optimum", "llama.cpp")
+PEERS = ("onnxruntime-genai", "pytorch", "optimum", "llama.cpp")
 # STREAM triad, 2 threads, measured on the reference machine; override with REELRT_BANDWIDTH_GBPS
 BANDWIDTH_GBPS = float(os.environ.get("REELRT_BANDWIDTH_GBPS", "27"))
 DEMO_PROMPT = "The innkeeper leans over the counter and says"
@@ -56,6 +57,15 @@ def systems(bundles: list[Bundle], peers: set[str] | None, threads: int) -> tupl
     wanted = set(PEERS) if peers is None else set(peers) & set(PEERS)
     for name in sorted(set(peers or ()) - set(PEERS)):
         skipped[name] = "not a GPT-2 peer"
+    if "onnxruntime-genai" in wanted:
+        reason = _missing("onnxruntime_genai")
+        for bundle in bundles:
+            if reason or "genai_config.json" not in bundle.manifest.artifacts:
+                skipped["onnxruntime-genai"] = reason or f"{bundle.root} has no genai_config.json (exported before genai support)"
+                continue
+            rows.append(System(f"onnxruntime-genai {bundle.manifest.precision}", _workload(bundle),
+                               "reelrt.bench.gpt2:genai_generation", {"bundle": str(bundle.root), "threads": threads},
+                               size_bytes=next(r.size_bytes for r in rows if r.kwargs["bundle"] == str(bundle.root))))
     for workload, source in sources.items():
         if source.get("unavailable"):
             skipped.update({p: source["unavailable"] for p in wanted})
@@ -147,6 +157,32 @@ def reelrt_generation(bundle: str, threads: int) -> Step:
         start = time.perf_counter()
         stamps = [time.perf_counter() for _ in gen.stream_ids(ids, NEW_TOKENS, stop_token_ids=())]
         return {**_metrics(start, stamps), **floor}
+    return step
+
+
+def genai_generation(bundle: str, threads: int) -> Step:
+    """onnxruntime-genai's greedy loop on the bundle itself, its session on the same threads."""
+    import json
+
+    import onnxruntime_genai as og
+    config = og.Config(bundle)
+    config.overlay(json.dumps({"model": {"decoder": {"session_options": {
+        "intra_op_num_threads": threads, "inter_op_num_threads": 1}}}}))
+    model = og.Model(config)
+    vocab = json.loads((Path(bundle) / "manifest.json").read_text())["tokenizer"]["vocab_size"]
+    ids = prompt_ids(vocab)
+
+    def step() -> dict:
+        params = og.GeneratorParams(model)
+        params.set_search_options(max_length=len(ids) + NEW_TOKENS, min_length=len(ids) + NEW_TOKENS, do_sample=False)
+        generator = og.Generator(model, params)
+        start = time.perf_counter()
+        generator.append_tokens(ids)
+        stamps = []
+        while not generator.is_done():
+            generator.generate_next_token()
+            stamps.append(time.perf_counter())
+        return _metrics(start, stamps)
     return step
 
 
