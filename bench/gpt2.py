@@ -29,6 +29,7 @@ import numpy as np
 
 from reelrt.bench.harness import System, percentile
 from reelrt.runtime.bundle import Bundle
+from reelrt.runtime.bundle.layout import GENAI_CONFIG
 from reelrt.runtime.bundle.cache import cache_dir
 
 PROMPT_TOKENS = 32
@@ -60,7 +61,7 @@ def systems(bundles: list[Bundle], peers: set[str] | None, threads: int) -> tupl
     if "onnxruntime-genai" in wanted:
         reason = _missing("onnxruntime_genai")
         for bundle in bundles:
-            if reason or "genai_config.json" not in bundle.manifest.artifacts:
+            if reason or GENAI_CONFIG not in bundle.manifest.artifacts:
                 skipped["onnxruntime-genai"] = reason or f"{bundle.root} has no genai_config.json (exported before genai support)"
                 continue
             rows.append(System(f"onnxruntime-genai {bundle.manifest.precision}", _workload(bundle),

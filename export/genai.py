@@ -11,13 +11,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from reelrt.runtime.bundle.layout import GENAI_CONFIG, MODEL, TOKENIZER_CONFIG
 from reelrt.runtime.tasks.generation.decoder import PAST, PRESENT
 
-GENAI_CONFIG = "genai_config.json"
-TOKENIZER_CONFIG = "tokenizer_config.json"
 
-
-def genai_config(facts: dict, generation: dict, model_file: str = "model.onnx") -> dict:
+def genai_config(facts: dict, generation: dict, model_file: str = MODEL) -> dict:
     """genai_config.json for a decoder with the bundle's facts (extra) and generation defaults.
 
     The key/value cache is one buffer of max_context shared by past and present, as reelrt

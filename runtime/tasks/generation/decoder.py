@@ -3,14 +3,16 @@
 The cache is one float32 buffer per layer and kind, [rows, n_head, max_context, head_dim],
 allocated once (zero pages cost no memory until touched) and bound as both the past input
 and the present output of GroupQueryAttention, which then writes each new key and value in
-place: a decode step copies no cache. Decode inputs (token, position) live in numpy arrays
-bound once and updated in place; the attention mask lives in one buffer allocated once, of
-which each step binds the first rows x (longest length + 1) elements.
+place: a decode step copies no cache. Decode inputs (token, position, attention mask) live
+in numpy arrays bound once and updated in place.
 
 The graph's inputs and outputs are onnxruntime-genai's decoder names (input_ids,
 attention_mask, position_ids, past_key_values.<i>.key/value -> logits, present.<i>.key/value);
-the graph derives GroupQueryAttention's lengths from the mask, so row r's mask holds ones
-in its first length_r + 1 positions, zeros after.
+the graph derives GroupQueryAttention's lengths from the mask (seqlens_k = its row sums - 1,
+total_sequence_length = its width). A decode step's mask is one [rows, max_context] buffer
+allocated with the cache: row r holds ones in its first length_r + 1 places and zeros after,
+so a step sets one element per row and nothing is rebound (the attention reads each row up to
+its own length, whatever the mask's width; genai passes the exact width, with the same answers).
 
 Prefill runs one row at a time on a view of that row's cache, so each prompt gets its own
 exact length (no padding) and a batch gives the same tokens as single prompts; decode steps
@@ -51,7 +53,8 @@ class KVDecoder:
         self.rows = rows
         self.lengths = np.zeros(rows, np.int64)
         self._steps: dict[int, _DecodeStep] = {}
-        self._ones = np.ones((1, self.max_context), np.int64)  # a prefill's mask: one row, all ones
+        self._mask = np.zeros((rows, self.max_context), np.int64)   # decode steps' mask, row r's tokens are ones
+        self._ones = np.ones((1, self.max_context), np.int64)       # a prefill's mask: one row, all ones
 
     def _bind(self, row: int, rows: int, ids, mask, positions, logits) -> ort.IOBinding:
         binding = self.session.io_binding()
@@ -82,6 +85,7 @@ class KVDecoder:
                              np.arange(n, dtype=np.int64).reshape(1, n), logits)
         self.session.run_with_iobinding(binding)
         self.lengths[row] = n
+        self._mask[row, :n], self._mask[row, n:] = 1, 0
         return logits[0, 0]
 
     def decode(self, tokens: np.ndarray) -> np.ndarray:
@@ -93,33 +97,22 @@ class KVDecoder:
             raise InputError(f"the sequence reached the model's maximum context of {self.max_context}")
         step = self._steps.get(rows)
         if step is None:
-            step = self._steps[rows] = _DecodeStep(rows, self.vocab_size, self.max_context)
-            step.binding = self._bind(0, rows, step.token, step.mask(lengths), step.position, step.logits)
+            step = self._steps[rows] = _DecodeStep(rows, self.vocab_size)
+            step.binding = self._bind(0, rows, step.token, self._mask[:rows], step.position, step.logits)
         step.token[:, 0] = tokens
         step.position[:, 0] = lengths
-        mask = step.mask(lengths)
-        step.binding.bind_input("attention_mask", "cpu", 0, np.int64, mask.shape, mask.ctypes.data)
+        self._mask[step.rows, lengths] = 1  # the token this step appends
         self.session.run_with_iobinding(step.binding)
         lengths += 1
         return step.logits[:, 0]
 
 
 class _DecodeStep:
-    """The inputs and outputs of a decode step for a number of rows, bound once; the mask's
-    buffer is allocated once and rebound at each step's width."""
+    """The inputs and outputs of a decode step for a number of rows, bound once."""
 
-    def __init__(self, rows: int, vocab_size: int, max_context: int):
+    def __init__(self, rows: int, vocab_size: int):
+        self.rows = np.arange(rows)
         self.token = np.zeros((rows, 1), np.int64)
         self.position = np.zeros((rows, 1), np.int64)
         self.logits = np.zeros((rows, 1, vocab_size), np.float32)
         self.binding: ort.IOBinding | None = None
-        self._mask = np.zeros(rows * max_context, np.int64)
-        self._columns = np.arange(max_context, dtype=np.int64)
-
-    def mask(self, lengths: np.ndarray) -> np.ndarray:
-        """The (rows, longest + 1) mask of a step that appends one token to rows of these lengths:
-        a contiguous view of the buffer, row r holding ones in its first lengths[r] + 1 places."""
-        width = int(lengths.max()) + 1
-        mask = self._mask[:len(lengths) * width].reshape(len(lengths), width)
-        np.less_equal(self._columns[:width], lengths[:, None], out=mask)
-        return mask
