@@ -20,8 +20,11 @@ TEXTS = PROMPTS + ["  two  spaces, tabs\tand unicode: caf\u00e9 \u00fcber \u65e5
 
 @pytest.fixture(scope="module")
 def bundles(gpt2_tiny_bundle, tmp_path_factory):
-    int4 = quantize_bundle(gpt2_tiny_bundle, tmp_path_factory.mktemp("genai") / "int4", "int4", block_size=16)
-    return {"fp32": gpt2_tiny_bundle, "int4": int4}
+    """The export and the quantize passes that write GPT-2 bundles, each with its genai files."""
+    root = tmp_path_factory.mktemp("genai")
+    return {"fp32": gpt2_tiny_bundle, "int4": quantize_bundle(gpt2_tiny_bundle, root / "int4", "int4", block_size=16),
+            "int8": quantize_bundle(gpt2_tiny_bundle, root / "int8", "int8", block_size=16),
+            "fp16": quantize_bundle(gpt2_tiny_bundle, root / "fp16", "fp16")}
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +70,7 @@ def test_genai_config_names_what_the_graph_holds(bundles):
         assert {"genai_config.json", "tokenizer.json", "tokenizer_config.json"} <= {a["path"] for a in manifest["artifacts"]}
 
 
-@pytest.mark.parametrize("precision", ["fp32", "int4"])
+@pytest.mark.parametrize("precision", ["fp32", "int8", "int4", "fp16"])
 @pytest.mark.parametrize("prompt, new_tokens", [(PROMPTS[0], 24), (PROMPTS[1], 5), (PROMPTS[2], 60), (PROMPTS[3], 1)])
 def test_genai_greedy_search_gives_reelrts_greedy_ids(models, precision, prompt, new_tokens):
     model, generator = models[precision]
