@@ -2,7 +2,7 @@
 import ort from "onnxruntime-node";
 
 import { BundleError } from "./bundle.js";
-import { encode, readTokenizer } from "./tokenizer.js";
+import { readTokenizer } from "./tokenizer.js";
 
 export class TextGenerator {
   static async create(bundle) {
@@ -68,10 +68,15 @@ export class TextGenerator {
     return out;
   }
 
+  /** A prompt's ids, with the tokenizer file's own defaults (the spec's section 6, step 1). */
+  encode(prompt) {
+    return this.tokenizer.encode(prompt).ids;
+  }
+
   /** The greedy continuation of a prompt, as text. */
   async generate(prompt, maxNewTokens = this.manifest.generation?.max_new_tokens ?? 64) {
     if (typeof prompt !== "string" || prompt.length === 0) throw new TypeError("prompt must be a non-empty string");
-    const ids = await this.generateIds(encode(this.tokenizer, prompt), maxNewTokens, this.textVocab);
+    const ids = await this.generateIds(this.encode(prompt), maxNewTokens, this.textVocab);
     return this.tokenizer.decode(ids, { skip_special_tokens: false });
   }
 }

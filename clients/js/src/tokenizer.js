@@ -18,7 +18,7 @@ export async function readTokenizer(bundle) {
   }
 }
 
-/** Token ids of a text, without special tokens (the spec's sections 5 and 6). */
+/** Token ids of a text to classify, without special tokens (the spec's section 5). */
 export function encode(tokenizer, text) {
   return tokenizer.encode(text, { add_special_tokens: false }).ids;
 }

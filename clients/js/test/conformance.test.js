@@ -139,7 +139,7 @@ for (const a of answers.filter((x) => x.family === "gpt2")) {
 
     for (const p of a.prompts) {
       test(`${JSON.stringify(p.prompt)}, ${p.max_new_tokens} tokens: reelrt's prompt ids, greedy ids and text`, async () => {
-        assert.deepEqual(encode(gen.tokenizer, p.prompt), p.prompt_ids);
+        assert.deepEqual(gen.encode(p.prompt), p.prompt_ids);
         assert.deepEqual(await gen.generateIds(p.prompt_ids, p.max_new_tokens), p.greedy_ids);
         assert.equal(await gen.generate(p.prompt, p.max_new_tokens), p.text);
       });
