@@ -10,9 +10,10 @@ The graph's inputs and outputs are onnxruntime-genai's decoder names (input_ids,
 attention_mask, position_ids, past_key_values.<i>.key/value -> logits, present.<i>.key/value);
 the graph derives GroupQueryAttention's lengths from the mask (seqlens_k = its row sums - 1,
 total_sequence_length = its width). A decode step's mask is one [rows, max_context] buffer
-allocated with the cache: row r holds ones in its first length_r + 1 places and zeros after,
-so a step sets one element per row and nothing is rebound (the attention reads each row up to
-its own length, whatever the mask's width; genai passes the exact width, with the same answers).
+allocated with the cache and bound once: each step writes row r's ones in its first
+length_r + 1 places and zeros after, from `lengths` alone, so the row lengths stay the
+decoder's only state (the attention reads each row up to its own length, whatever the mask's
+width; genai passes the exact width, with the same answers).
 
 Prefill runs one row at a time on a view of that row's cache, so each prompt gets its own
 exact length (no padding) and a batch gives the same tokens as single prompts; decode steps
@@ -53,7 +54,8 @@ class KVDecoder:
         self.rows = rows
         self.lengths = np.zeros(rows, np.int64)
         self._steps: dict[int, _DecodeStep] = {}
-        self._mask = np.zeros((rows, self.max_context), np.int64)   # decode steps' mask, row r's tokens are ones
+        self._mask = np.zeros((rows, self.max_context), np.int64)   # decode steps' mask, rewritten at each step
+        self._columns = np.arange(self.max_context, dtype=np.int64)
         self._ones = np.ones((1, self.max_context), np.int64)       # a prefill's mask: one row, all ones
 
     def _bind(self, row: int, rows: int, ids, mask, positions, logits) -> ort.IOBinding:
@@ -85,7 +87,6 @@ class KVDecoder:
                              np.arange(n, dtype=np.int64).reshape(1, n), logits)
         self.session.run_with_iobinding(binding)
         self.lengths[row] = n
-        self._mask[row, :n], self._mask[row, n:] = 1, 0
         return logits[0, 0]
 
     def decode(self, tokens: np.ndarray) -> np.ndarray:
@@ -101,7 +102,7 @@ class KVDecoder:
             step.binding = self._bind(0, rows, step.token, self._mask[:rows], step.position, step.logits)
         step.token[:, 0] = tokens
         step.position[:, 0] = lengths
-        self._mask[step.rows, lengths] = 1  # the token this step appends
+        np.less_equal(self._columns, lengths[:, None], out=self._mask[:rows])  # each row's tokens and this step's
         self.session.run_with_iobinding(step.binding)
         lengths += 1
         return step.logits[:, 0]
@@ -111,7 +112,6 @@ class _DecodeStep:
     """The inputs and outputs of a decode step for a number of rows, bound once."""
 
     def __init__(self, rows: int, vocab_size: int):
-        self.rows = np.arange(rows)
         self.token = np.zeros((rows, 1), np.int64)
         self.position = np.zeros((rows, 1), np.int64)
         self.logits = np.zeros((rows, 1, vocab_size), np.float32)
