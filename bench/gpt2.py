@@ -1,4 +1,4 @@
-"""GPT-2 generation benchmark: reelrt bundles against PyTorch eager, Optimum and llama.cpp.
+"""GPT-2 generation benchmark: reelrt bundles against onnxruntime-genai, PyTorch eager, Optimum and llama.cpp.
 
 Workload: greedy, a 32-token prompt, 128 new tokens, every system on the same weights and
 threads. One timed step is one whole generation; it reports time to first token, decode
@@ -7,8 +7,9 @@ memory-bandwidth floor: the bytes a decode step reads (the weights it streams at
 precision, and the key/value cache at the run's mean context) over the bandwidth measured in
 the same run (bench/machine.py).
 
-Peers rebuild the bundle's weights: a checkpoint bundle names its checkpoint directory, a
-random-config bundle its config and seed (models/gpt2.py makes the same weights again).
+onnxruntime-genai runs its own loop on the very same bundle (a GPT-2 bundle is a genai model
+folder) with the same threads. The other peers rebuild the bundle's weights: a checkpoint bundle
+names its checkpoint directory, a random-config bundle its config and seed (models/gpt2.py makes the same weights again).
 llama.cpp runs through llama-cpp-python on GGUF files written by the converter of the
 llama.cpp source it was built from (REELRT_LLAMA_CPP_SRC: a directory holding
 convert_hf_to_gguf.py, conversion/ and gguf-py/). `reelrt bench` runs these rows, with
@@ -31,11 +32,12 @@ import numpy as np
 
 from reelrt.bench.harness import System, percentile
 from reelrt.runtime.bundle import Bundle
+from reelrt.runtime.bundle.layout import GENAI_CONFIG
 from reelrt.runtime.bundle.cache import cache_dir
 
 PROMPT_TOKENS = 32
 NEW_TOKENS = 128
-PEERS = ("pytorch", "optimum", "llama.cpp")
+PEERS = ("onnxruntime-genai", "pytorch", "optimum", "llama.cpp")
 MEAN_CONTEXT = PROMPT_TOKENS + NEW_TOKENS // 2   # the context of the median decode step
 
 
@@ -58,6 +60,15 @@ def systems(bundles: list[Bundle], peers: set[str] | None, threads: int) -> tupl
     wanted = set(PEERS) if peers is None else set(peers) & set(PEERS)
     for name in sorted(set(peers or ()) - set(PEERS)):
         skipped[name] = "not a GPT-2 peer"
+    if "onnxruntime-genai" in wanted:
+        reason = _missing("onnxruntime_genai")
+        for bundle in bundles:
+            if reason or GENAI_CONFIG not in bundle.manifest.artifacts:
+                skipped["onnxruntime-genai"] = reason or f"{bundle.root} has no genai_config.json (exported before genai support)"
+                continue
+            rows.append(System(f"onnxruntime-genai {bundle.manifest.precision}", _workload(bundle),
+                               "reelrt.bench.gpt2:genai_generation", {"bundle": str(bundle.root), "threads": threads},
+                               size_bytes=next(r.size_bytes for r in rows if r.kwargs["bundle"] == str(bundle.root))))
     for workload, source in sources.items():
         if source.get("unavailable"):
             skipped.update({p: source["unavailable"] for p in wanted})
@@ -123,6 +134,32 @@ def reelrt_generation(bundle: str, threads: int) -> Step:
     def step() -> dict:
         start = time.perf_counter()
         stamps = [time.perf_counter() for _ in gen.stream_ids(ids, NEW_TOKENS, stop_token_ids=())]
+        return _metrics(start, stamps)
+    return step
+
+
+def genai_generation(bundle: str, threads: int) -> Step:
+    """onnxruntime-genai's greedy loop on the bundle itself, its session on the same threads."""
+    import json
+
+    import onnxruntime_genai as og
+    config = og.Config(bundle)
+    config.overlay(json.dumps({"model": {"decoder": {"session_options": {
+        "intra_op_num_threads": threads, "inter_op_num_threads": 1}}}}))
+    model = og.Model(config)
+    vocab = json.loads((Path(bundle) / "manifest.json").read_text())["tokenizer"]["vocab_size"]
+    ids = prompt_ids(vocab)
+
+    def step() -> dict:
+        params = og.GeneratorParams(model)
+        params.set_search_options(max_length=len(ids) + NEW_TOKENS, min_length=len(ids) + NEW_TOKENS, do_sample=False)
+        generator = og.Generator(model, params)
+        start = time.perf_counter()
+        generator.append_tokens(ids)
+        stamps = []
+        while not generator.is_done():
+            generator.generate_next_token()
+            stamps.append(time.perf_counter())
         return _metrics(start, stamps)
     return step
 

@@ -29,6 +29,7 @@ PEER_ALIASES = {
     "opencv-dnn": ("opencv",),
     "openvino": ("openvino",),
     "llama.cpp": ("llama.cpp", "llama-cpp", "llama_cpp"),
+    "onnxruntime-genai": ("onnxruntime-genai", "genai"),
 }
 PEERS = tuple(PEER_ALIASES)
 THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS",

@@ -18,6 +18,7 @@ from reelrt.runtime.bundle import BundleWriter
 from reelrt.runtime.bundle.layout import REFERENCE_INPUTS, REFERENCE_OUTPUTS
 from reelrt.runtime.errors import InputError
 from reelrt.runtime.bundle.manifest import Manifest, TensorSpec
+from reelrt.runtime.tasks.generation.decoder import KINDS, PAST, PRESENT
 
 GREEDY_STEPS = 64
 VALIDATION_PROMPT = ("The interpreter reads the statement, evaluates each expression from left to right,"
@@ -57,6 +58,7 @@ def export(out: str | Path, checkpoint: str | Path | None = None, config: str | 
     eos = eos_ids[0] if eos_ids else None
     random_weights = checkpoint is None
 
+    from reelrt.export.genai import write_genai_files
     from reelrt.export.gpt2_graph import build_decoder, expected_fused_counts, fused_counts, save, streamed_weight_bytes
     weights = {k: v.detach().float().numpy() for k, v in model.state_dict().items()}
     graph = build_decoder(weights, cfg.n_layer, cfg.n_head, cfg.layer_norm_epsilon, max_context)
@@ -68,10 +70,12 @@ def export(out: str | Path, checkpoint: str | Path | None = None, config: str | 
              "vocab_size": cfg.vocab_size, "max_context": max_context, "eos_token_id": eos, "fused_ops": counts,
              "weight_bytes_per_token": streamed_weight_bytes(graph)}
 
+    generation = {"max_new_tokens": 64, "temperature": 0.0, "top_k": 0, "top_p": 1.0, "repetition_penalty": 1.0}
     with BundleWriter(out) as w:
         save(graph, w.dir / "model.onnx")
         del graph
         tokenizer.save(str(w.dir / "tokenizer.json"))
+        write_genai_files(w.dir, facts, generation, gpt2.EOS_TOKEN)
         prompt = tokenizer.encode(VALIDATION_PROMPT).ids
         validation = validate(model, w.dir / "model.onnx", facts, prompt, random_weights, threads)
         write_reference(model, prompt[:max_context - 1], decoder_outputs(facts)[0], w.dir)
@@ -99,16 +103,21 @@ def write_reference(model, prompt: list[int], logits_spec: TensorSpec, directory
 
 
 def decoder_inputs(facts: dict) -> list[TensorSpec]:
-    cache = ("batch", facts["n_head"], facts["max_context"], facts["head_dim"])
-    specs = [TensorSpec("input_ids", "int64", ("batch", "sequence")), TensorSpec("position_ids", "int64", ("batch", "sequence")),
-             TensorSpec("seqlens_k", "int32", ("batch",)), TensorSpec("total_sequence_length", "int32", ())]
-    return specs + [TensorSpec(f"past_{kind}_{i}", "float32", cache) for i in range(facts["n_layer"]) for kind in ("key", "value")]
+    specs = [TensorSpec("input_ids", "int64", ("batch", "sequence")),
+             TensorSpec("attention_mask", "int64", ("batch", "total_sequence_length")),
+             TensorSpec("position_ids", "int64", ("batch", "sequence"))]
+    return specs + [TensorSpec(PAST.format(layer=i, kind=kind), "float32", _cache_shape(facts))
+                    for i in range(facts["n_layer"]) for kind in KINDS]
 
 
 def decoder_outputs(facts: dict) -> list[TensorSpec]:
-    cache = ("batch", facts["n_head"], facts["max_context"], facts["head_dim"])
-    return [TensorSpec("logits", "float32", ("batch", facts["vocab_size"]))] + [
-        TensorSpec(f"present_{kind}_{i}", "float32", cache) for i in range(facts["n_layer"]) for kind in ("key", "value")]
+    return [TensorSpec("logits", "float32", ("batch", 1, facts["vocab_size"]))] + [
+        TensorSpec(PRESENT.format(layer=i, kind=kind), "float32", _cache_shape(facts))
+        for i in range(facts["n_layer"]) for kind in KINDS]
+
+
+def _cache_shape(facts: dict) -> tuple:
+    return ("batch", facts["n_head"], facts["max_context"], facts["head_dim"])
 
 
 def open_decoder(model_path: Path, facts: dict, threads: int | None = None):

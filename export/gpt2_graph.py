@@ -9,11 +9,19 @@ the final layer norm and the LM head, a separate [n_embd, vocab] copy of the tie
 so that quantize/ can turn it into a weight-only quantized MatMul while the embedding stays
 a gather table.
 
-Inputs   input_ids int64 [batch, seq], position_ids int64 [batch, seq],
-         seqlens_k int32 [batch] (tokens in the cache after this step, minus one),
-         total_sequence_length int32 [] (the largest of seqlens_k + 1),
-         past_key_<i>, past_value_<i> float32 [batch, n_head, max_context, head_dim]
-Outputs  logits float32 [batch, vocab] (last position), present_key_<i>, present_value_<i>
+The inputs and outputs are onnxruntime-genai's decoder conventions, so that genai (C, C#, Java,
+Python) drives the same file as reelrt's own loop:
+
+Inputs   input_ids int64 [batch, sequence], position_ids int64 [batch, sequence],
+         attention_mask int64 [batch, total_sequence_length] (1 for every token in the cache
+         after this step, left-aligned: row r holds ones in its first length_r positions),
+         past_key_values.<i>.key / .value float32 [batch, n_head, max_context, head_dim]
+Outputs  logits float32 [batch, 1, vocab] (last position), present.<i>.key / .value (the same
+         buffers as the past ones: GroupQueryAttention writes the new position in place)
+
+GroupQueryAttention's seqlens_k (tokens in the cache minus one, per row) and
+total_sequence_length (the mask's width) are derived inside the graph from attention_mask, as
+onnxruntime-genai's model builder does: ReduceSum - 1 and Shape.
 """
 from __future__ import annotations
 
@@ -22,6 +30,8 @@ from pathlib import Path
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
+
+from reelrt.runtime.tasks.generation.decoder import KINDS, PAST, PRESENT
 
 MS = "com.microsoft"
 FUSED_OPS = ("GroupQueryAttention", "SkipLayerNormalization", "FastGelu", "MatMulNBits", "GatherBlockQuantized")
@@ -80,6 +90,14 @@ def build_decoder(weights: dict[str, np.ndarray], n_layer: int, n_head: int, eps
     def w(key: str) -> np.ndarray:
         return weights[key].astype(np.float32)
 
+    # GroupQueryAttention's lengths, from the mask: seqlens_k = sum(mask) - 1, total = mask width
+    node("ReduceSum", ["attention_mask", const("mask.axes", np.array([1]))], ["mask.sum"], keepdims=0)
+    node("Sub", ["mask.sum", const("mask.one", np.array(1, np.int64))], ["mask.seqlens"])
+    node("Cast", ["mask.seqlens"], ["seqlens_k"], to=TensorProto.INT32)
+    node("Shape", ["attention_mask"], ["mask.shape"])
+    node("Gather", ["mask.shape", const("mask.width_index", np.array(1, np.int64))], ["mask.width"], axis=0)
+    node("Cast", ["mask.width"], ["total_sequence_length"], to=TensorProto.INT32)
+
     node("Gather", [const("wte", w("transformer.wte.weight")), "input_ids"], ["tok_emb"])
     node("Gather", [const("wpe", w("transformer.wpe.weight")[:max_context]), "position_ids"], ["pos_emb"])
     ln, residual = "tok_emb", "pos_emb"  # the first skip layer norm adds the two embeddings
@@ -92,9 +110,10 @@ def build_decoder(weights: dict[str, np.ndarray], n_layer: int, n_head: int, eps
              [f"h{i}.ln_1", "", "", f"h{i}.res_attn"], MS, epsilon=eps)
         node("MatMul", [f"h{i}.ln_1", const(f"h{i}.attn.qkv.w", w(p + "attn.c_attn.weight"))], [f"h{i}.qkv_mm"])
         node("Add", [f"h{i}.qkv_mm", const(f"h{i}.attn.qkv.b", w(p + "attn.c_attn.bias"))], [f"h{i}.qkv"])
-        node("GroupQueryAttention", [f"h{i}.qkv", "", "", f"past_key_{i}", f"past_value_{i}", "seqlens_k",
-                                     "total_sequence_length"],
-             [f"h{i}.attn", f"present_key_{i}", f"present_value_{i}"], MS, num_heads=n_head, kv_num_heads=n_head)
+        past = [PAST.format(layer=i, kind=k) for k in KINDS]
+        present = [PRESENT.format(layer=i, kind=k) for k in KINDS]
+        node("GroupQueryAttention", [f"h{i}.qkv", "", "", *past, "seqlens_k", "total_sequence_length"],
+             [f"h{i}.attn", *present], MS, num_heads=n_head, kv_num_heads=n_head)
         node("MatMul", [f"h{i}.attn", const(f"h{i}.attn.proj.w", w(p + "attn.c_proj.weight"))], [f"h{i}.attn_out"])
         node("SkipLayerNormalization", [f"h{i}.attn_out", f"h{i}.res_attn", const(f"h{i}.ln_2.g", w(p + "ln_2.weight")),
                                         const(f"h{i}.ln_2.b", w(p + "ln_2.bias")),
@@ -112,19 +131,17 @@ def build_decoder(weights: dict[str, np.ndarray], n_layer: int, n_head: int, eps
     node("SkipLayerNormalization", ["last.mlp_out", "last.residual", const("ln_f.g", w("transformer.ln_f.weight")),
                                     const("ln_f.b", w("transformer.ln_f.bias")), pending_bias],
          ["ln_f", "", "", ""], MS, epsilon=eps)
-    node("MatMul", ["ln_f", const("lm_head.w", w("transformer.wte.weight").T)], ["logits_3d"])
-    node("Squeeze", ["logits_3d", const("squeeze.axes", np.array([1]))], ["logits"])
+    node("MatMul", ["ln_f", const("lm_head.w", w("transformer.wte.weight").T)], ["logits"])
 
     cache = ["batch", n_head, max_context, head_dim]
     inputs = [helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["batch", "sequence"]),
-              helper.make_tensor_value_info("position_ids", TensorProto.INT64, ["batch", "sequence"]),
-              helper.make_tensor_value_info("seqlens_k", TensorProto.INT32, ["batch"]),
-              helper.make_tensor_value_info("total_sequence_length", TensorProto.INT32, [])]
-    outputs = [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", vocab])]
+              helper.make_tensor_value_info("attention_mask", TensorProto.INT64, ["batch", "total_sequence_length"]),
+              helper.make_tensor_value_info("position_ids", TensorProto.INT64, ["batch", "sequence"])]
+    outputs = [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 1, vocab])]
     for i in range(n_layer):
-        for kind in ("key", "value"):
-            inputs.append(helper.make_tensor_value_info(f"past_{kind}_{i}", TensorProto.FLOAT, cache))
-            outputs.append(helper.make_tensor_value_info(f"present_{kind}_{i}", TensorProto.FLOAT, cache))
+        for kind in KINDS:
+            inputs.append(helper.make_tensor_value_info(PAST.format(layer=i, kind=kind), TensorProto.FLOAT, cache))
+            outputs.append(helper.make_tensor_value_info(PRESENT.format(layer=i, kind=kind), TensorProto.FLOAT, cache))
     graph = helper.make_graph(nodes, "gpt2_decoder", inputs, outputs, inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid(MS, 1)],
                               producer_name="reelrt")

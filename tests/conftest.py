@@ -65,6 +65,36 @@ def make_tiny_bundle(out: Path, external: str | None = None, reference: bool = T
             provenance={"source": "tests"}))
 
 
+_schema_check = {"on": True}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _manifests_follow_the_schema():
+    """Every bundle a test writes in this process is held to docs/manifest.schema.json as it is
+    committed, except in tests marked bad_manifest, which write broken manifests on purpose."""
+    from manifest_schema import check_manifest
+
+    from reelrt.runtime.bundle import BundleWriter
+    commit = BundleWriter.commit
+
+    def checked_commit(self, manifest):
+        out = commit(self, manifest)
+        if _schema_check["on"]:
+            check_manifest(out)
+        return out
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(BundleWriter, "commit", checked_commit)
+        yield
+
+
+@pytest.fixture(autouse=True)
+def _schema_check_unless_bad_manifest(request):
+    _schema_check["on"] = request.node.get_closest_marker("bad_manifest") is None
+    yield
+    _schema_check["on"] = True
+
+
 @pytest.fixture(autouse=True)
 def _private_cache(tmp_path_factory, monkeypatch):
     """Each test gets its own trust-record and optimised-graph cache."""
@@ -144,6 +174,17 @@ def make_gpt2_tiny_bundle(out: Path) -> Path:
         return copy_prebuilt("gpt2-tiny", out)
     from reelrt.export.gpt2 import export
     return export(out, config="tiny", threads=1)
+
+
+def quantize_bundle(src: Path, out: Path, precision: str, block_size: int = 32, accuracy_level: int | None = None) -> Path:
+    """`reelrt quantize SRC --precision P --out OUT` in-process."""
+    import argparse
+
+    from reelrt.quantize.command import main as quantize_main
+    args = argparse.Namespace(bundle=str(src), precision=precision, out=str(out), block_size=block_size,
+                              accuracy_level=accuracy_level, calibration=None, method=None)
+    assert quantize_main(args) == 0
+    return out
 
 
 @pytest.fixture(scope="session")

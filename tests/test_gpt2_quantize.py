@@ -1,22 +1,14 @@
 """GPT-2 int8/int4 weight-only quantization: graph, validation against fp32, quality report."""
 from __future__ import annotations
 
-import argparse
 import json
 
 import onnx
 import pytest
+from conftest import quantize_bundle as quantize
 
 from reelrt.export.gpt2_graph import expected_fused_counts, fused_counts
-from reelrt.quantize.command import main as quantize_main
 from reelrt.runtime import InputError, load
-
-
-def quantize(src, out, precision, block_size=32, accuracy_level=None):
-    args = argparse.Namespace(bundle=str(src), precision=precision, out=str(out), block_size=block_size,
-                              accuracy_level=accuracy_level, calibration=None, method=None)
-    assert quantize_main(args) == 0
-    return out
 
 
 @pytest.fixture(scope="module")

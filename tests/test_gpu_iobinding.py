@@ -15,6 +15,9 @@ from reelrt.runtime.bundle.manifest import Manifest, TensorSpec
 from reelrt.runtime.backends.gpu.ort_cuda import IoBoundOrtBackend
 from reelrt.runtime.backends.session import create_session
 
+# the cache graph's bundle is a stand-in for GPT-2 (no tokenizer, no model facts), not a usable one
+pytestmark = pytest.mark.bad_manifest
+
 
 def write_cache_graph(path) -> None:
     """A GPT-2-shaped toy: present = concat(past, x) along the sequence, state += sum(x)."""

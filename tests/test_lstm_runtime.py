@@ -131,6 +131,7 @@ def test_a_tokenizer_json_that_is_not_one_is_a_bundle_error(bundle, tmp_path, co
     ("labels", ["a", "b"], "labels"),
     ("extra", {}, "vocab_size"),
 ])
+@pytest.mark.bad_manifest
 def test_manifest_facts_the_classifier_needs(bundle, tmp_path, field, value, reason):
     with pytest.raises(BundleError, match=reason):
         load(rewrite(bundle, tmp_path / "bad", **{field: value}), device="cpu")

@@ -3,6 +3,8 @@
     manifest.json            what the bundle is (bundle/manifest.py)
     model.onnx (+ .data)     the graph, external weights beside it when large
     tokenizer.json           text families
+    tokenizer_config.json    GPT-2: what onnxruntime-genai's tokenizer also reads
+    genai_config.json        GPT-2: makes the bundle an onnxruntime-genai model folder
     reference/inputs.npz     real inputs the bundle carries (never pickle)
     reference/outputs.npz    the source model's answers to them (PyTorch at export)
     engines/index.json       TensorRT plans keyed by GPU, TensorRT version and precision
@@ -12,6 +14,8 @@ from __future__ import annotations
 MANIFEST = "manifest.json"
 MODEL = "model.onnx"
 TOKENIZER = "tokenizer.json"
+TOKENIZER_CONFIG = "tokenizer_config.json"
+GENAI_CONFIG = "genai_config.json"
 REFERENCE_INPUTS = "reference/inputs.npz"
 REFERENCE_OUTPUTS = "reference/outputs.npz"
 ENGINES_INDEX = "engines/index.json"

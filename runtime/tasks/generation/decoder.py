@@ -3,8 +3,17 @@
 The cache is one float32 buffer per layer and kind, [rows, n_head, max_context, head_dim],
 allocated once (zero pages cost no memory until touched) and bound as both the past input
 and the present output of GroupQueryAttention, which then writes each new key and value in
-place: a decode step copies no cache. Decode inputs (token, position, lengths) live in numpy
-arrays bound once and updated in place.
+place: a decode step copies no cache. Decode inputs (token, position, attention mask) live
+in numpy arrays bound once and updated in place.
+
+The graph's inputs and outputs are onnxruntime-genai's decoder names (input_ids,
+attention_mask, position_ids, past_key_values.<i>.key/value -> logits, present.<i>.key/value);
+the graph derives GroupQueryAttention's lengths from the mask (seqlens_k = its row sums - 1,
+total_sequence_length = its width). A decode step's mask is one [rows, max_context] buffer
+allocated with the cache and bound once: each step writes row r's ones in its first
+length_r + 1 places and zeros after, from `lengths` alone, so the row lengths stay the
+decoder's only state (the attention reads each row up to its own length, whatever the mask's
+width; genai passes the exact width, with the same answers).
 
 Prefill runs one row at a time on a view of that row's cache, so each prompt gets its own
 exact length (no padding) and a batch gives the same tokens as single prompts; decode steps
@@ -17,6 +26,11 @@ import onnxruntime as ort
 
 from reelrt.runtime.bundle.manifest import TensorSpec
 from reelrt.runtime.errors import BundleError, InputError
+
+# onnxruntime-genai's names for the cache (export/gpt2_graph.py writes them, genai_config.json names them)
+PAST = "past_key_values.{layer}.{kind}"
+PRESENT = "present.{layer}.{kind}"
+KINDS = ("key", "value")
 
 
 class KVDecoder:
@@ -37,20 +51,22 @@ class KVDecoder:
         if rows <= self.rows:
             return
         shape = (rows, self.n_head, self.max_context, self.head_dim)
-        self.cache = {f"{kind}_{i}": np.zeros(shape, np.float32) for i in range(self.n_layer) for kind in ("key", "value")}
+        self.cache = {(i, kind): np.zeros(shape, np.float32) for i in range(self.n_layer) for kind in KINDS}
         self.rows = rows
         self.lengths = np.zeros(rows, np.int64)
         self._steps: dict[int, _DecodeStep] = {}
+        self._mask = np.zeros((rows, self.max_context), np.int64)   # decode steps' mask, rewritten at each step
+        self._columns = np.arange(self.max_context, dtype=np.int64)
+        self._ones = np.ones((1, self.max_context), np.int64)       # a prefill's mask: one row, all ones
 
-    def _bind(self, row: int, rows: int, ids, positions, seqlens, total, logits) -> ort.IOBinding:
+    def _bind(self, row: int, rows: int, ids, mask, positions, logits) -> ort.IOBinding:
         binding = self.session.io_binding()
-        for name, array in (("input_ids", ids), ("position_ids", positions), ("seqlens_k", seqlens),
-                            ("total_sequence_length", total)):
+        for name, array in (("input_ids", ids), ("attention_mask", mask), ("position_ids", positions)):
             binding.bind_ortvalue_input(name, ort.OrtValue.ortvalue_from_numpy(array))
-        for name, buffer in self.cache.items():
+        for (layer, kind), buffer in self.cache.items():
             view = ort.OrtValue.ortvalue_from_numpy(buffer[row:row + rows])  # contiguous: rows are the outer axis
-            binding.bind_ortvalue_input("past_" + name, view)
-            binding.bind_ortvalue_output("present_" + name, view)
+            binding.bind_ortvalue_input(PAST.format(layer=layer, kind=kind), view)
+            binding.bind_ortvalue_output(PRESENT.format(layer=layer, kind=kind), view)
         binding.bind_ortvalue_output("logits", ort.OrtValue.ortvalue_from_numpy(logits))
         return binding
 
@@ -67,13 +83,12 @@ class KVDecoder:
             raise InputError("a prompt must hold at least one token")
         if n > self.max_context:
             raise InputError(f"{n} tokens exceed the model's maximum context of {self.max_context}")
-        logits = np.empty((1, self.vocab_size), np.float32)
-        binding = self._bind(row, 1, np.ascontiguousarray(ids, np.int64).reshape(1, n),
-                             np.arange(n, dtype=np.int64).reshape(1, n), np.array([n - 1], np.int32),
-                             np.array(n, np.int32), logits)
+        logits = np.empty((1, 1, self.vocab_size), np.float32)
+        binding = self._bind(row, 1, np.ascontiguousarray(ids, np.int64).reshape(1, n), self._ones[:, :n],
+                             np.arange(n, dtype=np.int64).reshape(1, n), logits)
         self.session.run_with_iobinding(binding)
         self.lengths[row] = n
-        return logits[0]
+        return logits[0, 0]
 
     def rewind(self, length: int) -> None:
         """Keep only the first `length` tokens of every active row (later steps overwrite the rest)."""
@@ -89,14 +104,13 @@ class KVDecoder:
         step = self._steps.get(rows)
         if step is None:
             step = self._steps[rows] = _DecodeStep(rows, self.vocab_size)
-            step.binding = self._bind(0, rows, step.token, step.position, step.seqlens, step.total, step.logits)
+            step.binding = self._bind(0, rows, step.token, self._mask[:rows], step.position, step.logits)
         step.token[:, 0] = tokens
         step.position[:, 0] = lengths
-        step.seqlens[:] = lengths
-        step.total[()] = lengths.max() + 1
+        np.less_equal(self._columns, lengths[:, None], out=self._mask[:rows])  # each row's tokens and this step's
         self.session.run_with_iobinding(step.binding)
         lengths += 1
-        return step.logits
+        return step.logits[:, 0]
 
 
 class _DecodeStep:
@@ -105,9 +119,7 @@ class _DecodeStep:
     def __init__(self, rows: int, vocab_size: int):
         self.token = np.zeros((rows, 1), np.int64)
         self.position = np.zeros((rows, 1), np.int64)
-        self.seqlens = np.zeros(rows, np.int32)
-        self.total = np.zeros((), np.int32)
-        self.logits = np.zeros((rows, vocab_size), np.float32)
+        self.logits = np.zeros((rows, 1, vocab_size), np.float32)
         self.binding: ort.IOBinding | None = None
 
 
