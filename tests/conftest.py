@@ -181,8 +181,10 @@ def quantize_bundle(src: Path, out: Path, precision: str, block_size: int = 32, 
     import argparse
 
     from reelrt.quantize.command import main as quantize_main
-    args = argparse.Namespace(bundle=str(src), precision=precision, out=str(out), block_size=block_size,
-                              accuracy_level=accuracy_level, calibration=None, method=None)
+    weight_only = precision in ("int8", "int4")   # block size and accuracy level are theirs only
+    args = argparse.Namespace(bundle=str(src), precision=precision, out=str(out),
+                              block_size=block_size if weight_only else None,
+                              accuracy_level=accuracy_level if weight_only else None)
     assert quantize_main(args) == 0
     return out
 
