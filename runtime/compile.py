@@ -36,7 +36,7 @@ from reelrt.runtime.backends import opener
 from reelrt.runtime.bundle import Bundle, BundleWriter, open_bundle
 from reelrt.runtime.errors import BackendUnavailableError
 from reelrt.runtime.bundle.manifest import TensorSpec
-from reelrt.runtime.backends.session import physical_cores
+from reelrt.runtime.backends.session import ThreadPolicy, physical_cores
 
 REFERENCE_INPUTS = "reference/inputs.npz"
 DEFAULT_BUDGET = {
@@ -93,7 +93,8 @@ def compile_cpu(path: str | Path, out: str | Path | None = None, threads: int | 
     reference = None
     for cand in cpu_candidates():
         try:
-            backend = opener(cand.backend)(bundle, bundle.manifest.model, "cpu", threads,
+            # spinning on, as in every benchmark: candidates are timed back to back
+            backend = opener(cand.backend)(bundle, bundle.manifest.model, "cpu", ThreadPolicy(threads, spin=True),
                                             {"inference_precision": cand.inference_precision})
         except BackendUnavailableError as e:
             cand.note = str(e)

@@ -16,6 +16,7 @@ from reelrt.runtime.errors import BundleError
 
 FORMAT_VERSION = 1
 MANIFEST_NAME = "manifest.json"
+SIGNATURE_NAME = "manifest.sig"   # beside the manifest, never an artifact: it signs the manifest
 MAX_MANIFEST_BYTES = 4 * 1024 * 1024
 MAX_JSON_DEPTH = 32
 MAX_DIM = 1 << 31            # no real tensor axis is longer than this
@@ -141,6 +142,8 @@ def manifest_from_json(doc: Any) -> Manifest:
         art = _artifact(a, f"artifacts[{i}]")
         if art.path in artifacts:
             raise BundleError(f"artifact {art.path!r} is listed twice")
+        if art.path in (MANIFEST_NAME, SIGNATURE_NAME):
+            raise BundleError(f"{art.path!r} cannot be an artifact: the manifest cannot list itself or its signature")
         artifacts[art.path] = art
     model = check_relative_path(_get(doc, "model", str), "model")
     if model not in artifacts:

@@ -22,12 +22,13 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Literal
+from typing import Callable, Literal, Sequence
 
 from reelrt.runtime.bundle.cache import cache_dir, write_atomic
 from reelrt.runtime.errors import BundleError
 from reelrt.runtime.bundle.manifest import MANIFEST_NAME, MAX_MANIFEST_BYTES, Artifact, Manifest, check_relative_path, parse_manifest
 from reelrt.runtime.bundle.onnx_scan import external_data_locations
+from reelrt.runtime.bundle.signing import TrustedKey, check_signature
 
 Verify = Literal["auto", "always", "never"]
 _CHUNK = 1 << 20
@@ -50,11 +51,16 @@ class Bundle:
         return self.path(self.manifest.model)
 
 
-def open_bundle(path: str | os.PathLike, verify: Verify = "auto") -> Bundle:
+def open_bundle(path: str | os.PathLike, verify: Verify = "auto",
+                trusted_keys: Sequence[TrustedKey] | None = None) -> Bundle:
     """Validate a bundle directory and return it; raise BundleError naming what is wrong.
 
     verify="auto" hashes artifacts unless a trust record shows them unchanged since the
     last full check, "always" hashes every time, "never" checks only presence and sizes.
+    trusted_keys: when given, manifest.sig must be a signature of manifest.json by one of
+    them, checked before the manifest is parsed and at every open (it costs well under a
+    millisecond); the artifacts are bound to it by their sha256 in the signed manifest, so
+    verify="never" would leave their contents unchecked.
     """
     if verify not in ("auto", "always", "never"):
         raise ValueError(f"verify must be 'auto', 'always' or 'never', not {verify!r}")
@@ -63,6 +69,8 @@ def open_bundle(path: str | os.PathLike, verify: Verify = "auto") -> Bundle:
         raise BundleError(f"{root} is not a bundle directory (no such directory)")
     root = root.resolve()
     manifest_raw = _read_manifest(root)
+    if trusted_keys is not None:  # before parsing: the parser never sees an unauthenticated manifest
+        check_signature(root, manifest_raw, trusted_keys)
     manifest = parse_manifest(manifest_raw)
     stats = {rel: _artifact_stat(root, art) for rel, art in manifest.artifacts.items()}
     if verify == "never":

@@ -33,6 +33,7 @@ _OPENCV_PIXEL_LIMIT = os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(MA
 import cv2  # noqa: E402  (after the pixel limit above)
 import numpy as np  # noqa: E402
 
+from reelrt.runtime.backends.session import ThreadPolicy
 from reelrt.runtime.bundle import Bundle
 from reelrt.runtime.errors import BundleError, InputError
 from reelrt.runtime.tasks.model import Model
@@ -124,7 +125,9 @@ class ImageClassifier(Model):
     nothing per call.
     """
 
-    def __init__(self, bundle: Bundle, device: str = "auto", threads: int | None = None):
+    submits = "classify"
+
+    def __init__(self, bundle: Bundle, device: str = "auto", threads: ThreadPolicy | int | None = None):
         # every check of the bundle comes before the session: a bad bundle never reaches a backend
         m = bundle.manifest
         if len(m.inputs) != 1 or len(m.outputs) < 1:

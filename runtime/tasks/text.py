@@ -13,6 +13,7 @@ from typing import Sequence
 import numpy as np
 from tokenizers import Tokenizer
 
+from reelrt.runtime.backends.session import ThreadPolicy
 from reelrt.runtime.bundle import Bundle
 from reelrt.runtime.errors import BundleError, InputError
 from reelrt.runtime.tasks.model import Model
@@ -63,7 +64,9 @@ def encode(tokenizer: Tokenizer, texts: Sequence[str], max_length: int, pad_id: 
 class TextClassifier(Model):
     """classify("Loved it") -> [(label, prob), ...]; classify([...]) -> one such list per text."""
 
-    def __init__(self, bundle: Bundle, device: str = "auto", threads: int | None = None,
+    submits = "classify"
+
+    def __init__(self, bundle: Bundle, device: str = "auto", threads: ThreadPolicy | int | None = None,
                  batch_size: int = DEFAULT_BATCH):
         if type(batch_size) is not int or batch_size < 1:
             raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")

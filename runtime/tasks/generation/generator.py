@@ -31,7 +31,7 @@ from reelrt.runtime.tasks.generation.detokenize import Detokenizer
 from reelrt.runtime.errors import BackendUnavailableError, BundleError, InputError, ReelrtError
 from reelrt.runtime.tasks.model import Model
 from reelrt.runtime.tasks.generation.sampling import SamplingParams, next_token
-from reelrt.runtime.backends.session import create_session
+from reelrt.runtime.backends.session import ThreadPolicy, create_session
 from reelrt.runtime.tasks.tokenizer import read_tokenizer
 
 
@@ -48,7 +48,9 @@ class _Request:
 class TextGenerator(Model):
     """A GPT-2 bundle that writes text. Parameters left as None take the manifest's defaults."""
 
-    def __init__(self, bundle: Bundle, device: str = "auto", threads: int | None = None):
+    submits = "generate"
+
+    def __init__(self, bundle: Bundle, device: str = "auto", threads: ThreadPolicy | int | None = None):
         if device not in ("auto", "cpu"):
             # the cache lives in host memory bound by IO binding, and the fp32 graph's
             # GroupQueryAttention has no CUDA kernel (CUDA's takes fp16/bf16)
@@ -66,7 +68,8 @@ class TextGenerator(Model):
         except Exception as e:  # a missing fact, a bad type, a tokenizer file tokenizers cannot read
             raise BundleError(f"not a usable GPT-2 bundle: {type(e).__name__}: {e}") from None
         self.text_vocab = min(self.tokenizer.get_vocab_size(), self.vocab_size)
-        session = create_session(bundle.model_path, m.artifacts[m.model].sha256, device="cpu", threads=threads)
+        self._init_worker(threads)
+        session = create_session(bundle.model_path, m.artifacts[m.model].sha256, device="cpu", threads=self.threads)
         self._attach(OrtBackend(session))
         self.decoder = KVDecoder(session, self.n_layer, n_head, head_dim, self.max_context, self.vocab_size)
         self.defaults = m.generation
