@@ -137,7 +137,7 @@ def _metrics(start: float, stamps: list[float]) -> dict:
 
 def reelrt_generation(bundle: str, threads: int) -> Step:
     from reelrt.runtime import load
-    gen = load(bundle, threads=threads)
+    gen = load(bundle, threads=threads, spin=True)
     ids = prompt_ids(gen.text_vocab)
     m = gen.manifest  # a quantized bundle records its own weight bytes in validation
     streamed = m.validation.get("weight_bytes_per_token", m.extra["weight_bytes_per_token"])
@@ -320,7 +320,7 @@ COLD_START = """
 import sys, time
 from reelrt.runtime import load
 from reelrt.bench.gpt2 import prompt_ids, NEW_TOKENS
-gen = load(sys.argv[1], threads=int(sys.argv[2]))
+gen = load(sys.argv[1], threads=int(sys.argv[2]), spin=True)
 ids = prompt_ids(gen.text_vocab)
 next(iter(gen.stream_ids(ids, 1, stop_token_ids=())))
 first = time.time()

@@ -1,4 +1,4 @@
-"""`reelrt compile`, `reelrt run`, `reelrt inspect` and `reelrt verify`: the runtime's own subcommands."""
+"""`reelrt compile`, `run`, `inspect`, `verify`, `keygen` and `sign`: the runtime's own subcommands."""
 from __future__ import annotations
 
 import argparse
@@ -58,17 +58,32 @@ def _target(target: dict) -> str:
 
 
 def verify(args: argparse.Namespace) -> int:
-    from reelrt.runtime.bundle import verify_bundle
-    bundle = verify_bundle(args.bundle)
+    from reelrt.runtime.bundle import open_bundle
+    bundle = open_bundle(args.bundle, verify="always", trusted_keys=args.key)
     m = bundle.manifest
-    print(f"ok: {bundle.root} ({m.family}/{m.precision}, {len(m.artifacts)} artifacts verified)")
+    signed = f", signature by a trusted key ({len(args.key)} given)" if args.key else ""
+    print(f"ok: {bundle.root} ({m.family}/{m.precision}, {len(m.artifacts)} artifacts verified{signed})")
+    return 0
+
+
+def keygen(args: argparse.Namespace) -> int:
+    from reelrt.runtime.bundle.signing import generate_key_pair
+    private, public, kid = generate_key_pair(args.out)
+    print(f"key {kid}: private {private} (mode 0600, keep it secret), public {public} (ship it with the client)")
+    return 0
+
+
+def sign(args: argparse.Namespace) -> int:
+    from reelrt.runtime.bundle.signing import SIGNATURE_NAME, sign_bundle
+    kid = sign_bundle(args.bundle, args.key)
+    print(f"signed: {args.bundle}/{SIGNATURE_NAME} (key {kid})")
     return 0
 
 
 def run(args: argparse.Namespace) -> int:
     from reelrt.runtime import load
     from reelrt.runtime.errors import InputError
-    model = load(args.bundle, device=args.device, threads=args.threads)
+    model = load(args.bundle, device=args.device, threads=args.threads, spin=args.spin, trusted_keys=args.key)
     task = model.manifest.task
     if task == "text-generation":
         if args.prompt is None:
@@ -114,9 +129,30 @@ def add_parsers(sub) -> None:
     p.add_argument("--top-p", type=float, default=1.0)
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
-    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--threads", type=positive_int, default=None, help="intra-op threads (default: one per core)")
+    p.add_argument("--spin", action=argparse.BooleanOptionalAction, default=False,
+                   help="let idle worker threads busy-wait between runs (default: off, they sleep)")
+    p.add_argument("--key", action="append", help="trusted public key: refuse the bundle unless signed by one (repeatable)")
 
     p = command(sub, "inspect", "reelrt.runtime.command:inspect", "summarise what a bundle holds")
     p.add_argument("bundle")
     p = command(sub, "verify", "reelrt.runtime.command:verify", "fully check a bundle's integrity (hash every artifact)")
     p.add_argument("bundle")
+    p.add_argument("--key", action="append", help="trusted public key: also require a signature by one (repeatable)")
+
+    p = command(sub, "keygen", "reelrt.runtime.command:keygen", "make an ed25519 key pair for signing bundles",
+                "Write a private key to OUT (mode 0600) and its public key to OUT.pub. Needs reelrt[signing].")
+    p.add_argument("--out", required=True, help="private key file (refuses to overwrite)")
+    p = command(sub, "sign", "reelrt.runtime.command:sign", "sign a bundle's manifest with a private key",
+                "Verify BUNDLE fully, then write manifest.sig beside its manifest.json: an ed25519 signature over the"
+                " manifest, which holds every artifact's sha256. Rewriting the bundle (quantize, compile) drops it.")
+    p.add_argument("bundle")
+    p.add_argument("--key", required=True, help="private key file from reelrt keygen")
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an int >= 1."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
