@@ -8,8 +8,11 @@ dependencies to numpy, onnxruntime, tokenizers and OpenCV.
 from __future__ import annotations
 
 import json
+import os
 import re
+import stat
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from reelrt.runtime.errors import BundleError
@@ -260,3 +263,17 @@ def _tensor(t: Any, where: str) -> TensorSpec:
         raise BundleError(f"{where} ({name}): fixed dimensions hold {fixed} elements (> {MAX_ELEMENTS}), an absurd shape")
     return TensorSpec(name, dtype, tuple(shape))
 
+
+def read_bundle_file(path: Path, limit: int, missing: str) -> bytes:
+    """The bytes of a small file of the bundle (the manifest, its signature); BundleError with
+    `missing` when it is absent, and when it is a symlink or not a regular file, or over `limit`."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        raise BundleError(missing) from None
+    if not stat.S_ISREG(st.st_mode):
+        raise BundleError(f"{path.name} in {path.parent} is not a regular file (symlinks are refused)")
+    if st.st_size > limit:
+        raise BundleError(f"{path.name} is {st.st_size} bytes, over the {limit}-byte limit")
+    with open(path, "rb") as f:
+        return f.read(limit + 1)

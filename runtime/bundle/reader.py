@@ -26,7 +26,8 @@ from typing import Callable, Literal, Sequence
 
 from reelrt.runtime.bundle.cache import cache_dir, write_atomic
 from reelrt.runtime.errors import BundleError
-from reelrt.runtime.bundle.manifest import MANIFEST_NAME, MAX_MANIFEST_BYTES, Artifact, Manifest, check_relative_path, parse_manifest
+from reelrt.runtime.bundle.manifest import (MANIFEST_NAME, MAX_MANIFEST_BYTES, Artifact, Manifest, check_relative_path,
+                                            parse_manifest, read_bundle_file)
 from reelrt.runtime.bundle.onnx_scan import external_data_locations
 from reelrt.runtime.bundle.signing import TrustedKey, check_signature
 
@@ -98,17 +99,7 @@ def sha256_file(path: Path) -> str:
 
 
 def _read_manifest(root: Path) -> bytes:
-    mpath = root / MANIFEST_NAME
-    try:
-        st = os.lstat(mpath)
-    except FileNotFoundError:
-        raise BundleError(f"{root} has no {MANIFEST_NAME}: not a reelrt bundle") from None
-    if not stat.S_ISREG(st.st_mode):
-        raise BundleError(f"{MANIFEST_NAME} in {root} is not a regular file (symlinks are refused)")
-    if st.st_size > MAX_MANIFEST_BYTES:
-        raise BundleError(f"{MANIFEST_NAME} is {st.st_size} bytes, over the {MAX_MANIFEST_BYTES}-byte limit")
-    with open(mpath, "rb") as f:
-        return f.read(MAX_MANIFEST_BYTES + 1)
+    return read_bundle_file(root / MANIFEST_NAME, MAX_MANIFEST_BYTES, f"{root} has no {MANIFEST_NAME}: not a reelrt bundle")
 
 
 def _artifact_stat(root: Path, art: Artifact) -> os.stat_result:

@@ -22,12 +22,11 @@ import binascii
 import hashlib
 import json
 import os
-import stat
 import tempfile
 from pathlib import Path
 from typing import Sequence, Union
 
-from reelrt.runtime.bundle.manifest import MANIFEST_NAME, SIGNATURE_NAME
+from reelrt.runtime.bundle.manifest import MANIFEST_NAME, SIGNATURE_NAME, read_bundle_file
 from reelrt.runtime.errors import BundleError, ReelrtError
 
 ALGORITHM = "ed25519"
@@ -136,17 +135,8 @@ def load_public_key(key: TrustedKey):
 
 def _read_signature(root: Path) -> dict:
     """manifest.sig parsed and checked for shape; BundleError naming what is wrong."""
-    path = root / SIGNATURE_NAME
-    try:
-        st = os.lstat(path)
-    except FileNotFoundError:
-        raise BundleError(f"the bundle is unsigned (no {SIGNATURE_NAME}) and trusted keys were given") from None
-    if not stat.S_ISREG(st.st_mode):
-        raise BundleError(f"{SIGNATURE_NAME} is not a regular file (symlinks are refused)")
-    if st.st_size > MAX_SIGNATURE_BYTES:
-        raise BundleError(f"{SIGNATURE_NAME} is {st.st_size} bytes, over the {MAX_SIGNATURE_BYTES}-byte limit")
-    with open(path, "rb") as f:
-        raw = f.read(MAX_SIGNATURE_BYTES + 1)
+    raw = read_bundle_file(root / SIGNATURE_NAME, MAX_SIGNATURE_BYTES,
+                           f"the bundle is unsigned (no {SIGNATURE_NAME}) and trusted keys were given")
     try:
         doc = json.loads(raw)
         if not isinstance(doc, dict) or doc.get("algorithm") != ALGORITHM or not isinstance(doc.get("key_id"), str):
