@@ -30,7 +30,7 @@ def test_wheel_maps_stage_folders_into_one_namespace(wheel):
     names = zipfile.ZipFile(wheel).namelist()
     tops = {n.split("/")[0] for n in names}
     assert tops == {"reelrt", next(t for t in tops if t.endswith(".dist-info"))}
-    for module in ("reelrt/__init__.py", "reelrt/cli.py", "reelrt/runtime/bundle/reader.py", "reelrt/runtime/tasks/generation/decoder.py", "reelrt/export/validate.py",
+    for module in ("reelrt/__init__.py", "reelrt/cli.py", "reelrt/runtime/bundle/reader.py", "reelrt/runtime/tasks/generation/decoder.py", "reelrt/runtime/validation.py",
                    "reelrt/quantize/derive.py", "reelrt/bench/harness.py", "reelrt/models/__init__.py"):
         assert module in names
     assert not any(n.startswith(("reelrt/tests", "tests/")) for n in names)
@@ -88,7 +88,7 @@ def test_raw_frames_classify_without_opencv_as_with_it(base_venv, tiny_cnn_bundl
     import cv2  # noqa: F401  (this side is the OpenCV path)
     import numpy as np
 
-    from reelrt.export.validate import check, compare_logits
+    from reelrt.runtime.validation import check, compare
     from reelrt.runtime import load
     rng = np.random.default_rng(5)
     frames = {"bgr": rng.integers(0, 256, (48, 64, 3), np.uint8), "rgb": rng.integers(0, 256, (31, 45, 3), np.uint8),
@@ -104,5 +104,5 @@ def test_raw_frames_classify_without_opencv_as_with_it(base_venv, tiny_cnn_bundl
     without = np.load(tmp_path / "logits.npz")
     clf = load(tiny_cnn_bundle, device="cpu", threads=1)
     for name, frame in frames.items():
-        check(compare_logits(clf.logits(frame, rgb=name.startswith("rgb")), without[name]), "fp32",
+        check(compare(clf.logits(frame, rgb=name.startswith("rgb")), without[name]), "fp32",
               f"{name} frames without OpenCV", top1=True)
