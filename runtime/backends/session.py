@@ -31,9 +31,9 @@ class ThreadPolicy:
 
     count: intra-op threads (the calling thread plus count-1 pool threads); None: one per
     physical core, or one per CPU of `affinity`.
-    spin: let idle pool threads busy-wait for the next run. On, a run starts a few tens of
-    microseconds sooner; off (the default), the threads sleep and leave their cores to the
-    host (a render loop). Benchmarks turn it on.
+    spin: let idle pool threads busy-wait for the next run. On, a run skips waking them (the
+    lowest latency when they have cores of their own); off (the default), they sleep and
+    leave their cores to the host's threads (a render loop). Benchmarks turn it on.
     affinity: CPU ids (as os.sched_setaffinity numbers them) the pool threads may run on;
     None leaves placement to the operating system.
     """
