@@ -35,7 +35,8 @@ class OpenVinoBackend:
         return [results[o] for o in self._outputs]
 
 
-def open_openvino(bundle: Bundle, artifact: str, device: str, threads: ThreadPolicy, options: dict) -> OpenVinoBackend:
+def open_openvino(bundle: Bundle, artifact: str, device: str, threads: ThreadPolicy | int | None,
+                  options: dict) -> OpenVinoBackend:
     """Compile `artifact` for the CPU; BackendUnavailableError when OpenVINO is not installed or cannot run it.
 
     Threads: OpenVINO takes the count. It has no spinning switch (its TBB workers park by
@@ -44,6 +45,7 @@ def open_openvino(bundle: Bundle, artifact: str, device: str, threads: ThreadPol
     the bundle runs on ONNX Runtime, which honours it."""
     if device not in ("auto", "cpu"):
         raise BackendUnavailableError(f"reelrt runs OpenVINO on the CPU only, not device={device!r}")
+    threads = ThreadPolicy.of(threads)
     if threads.affinity:
         raise BackendUnavailableError("OpenVINO cannot pin its threads to chosen CPUs (affinity was asked for)")
     try:
@@ -66,6 +68,7 @@ def open_openvino(bundle: Bundle, artifact: str, device: str, threads: ThreadPol
         raise BackendUnavailableError("this CPU has no bf16 support for OpenVINO's bf16 build")
     try:
         compiled = core.compile_model(str(bundle.path(artifact)), "CPU", config)
-    except RuntimeError as e:
-        raise BackendUnavailableError(f"OpenVINO cannot compile {artifact}: {str(e).splitlines()[0]}") from None
+    except Exception as e:  # OpenVINO raises its own types for graphs its ONNX frontend cannot convert
+        lines = str(e).strip().splitlines()
+        raise BackendUnavailableError(f"OpenVINO cannot compile {artifact}: {lines[-1] if lines else type(e).__name__}") from None
     return OpenVinoBackend(compiled, hint)
