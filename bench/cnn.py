@@ -163,8 +163,6 @@ def demo(workdir: Path) -> list[Path]:
 
 def build_demo_bundle(arch: str, workdir: Path) -> Path:
     """export (digits: train first) -> int8 -> compile, under workdir."""
-    import argparse
-
     from reelrt.export.cnn import export_cnn
     from reelrt.quantize.cnn import quantize_int8
     from reelrt.runtime import open_bundle
@@ -180,7 +178,7 @@ def build_demo_bundle(arch: str, workdir: Path) -> Path:
         model, _ = train(quiet=True)
         torch.save({"state_dict": model.state_dict()}, checkpoint)
     fp32 = export_cnn(arch, workdir / f"{arch}-fp32", checkpoint)
-    int8 = quantize_int8(open_bundle(fp32), argparse.Namespace(out=workdir / f"{arch}-int8", calibration=None, method=None))
+    int8 = quantize_int8(open_bundle(fp32), workdir / f"{arch}-int8")
     return compile_cpu(int8, seconds=1.0)
 
 

@@ -90,8 +90,6 @@ def systems(bundles: list[Bundle], peers: set[str] | None, threads: int) -> tupl
 
 def demo(workdir: Path) -> list[Path]:
     """The tiny random GPT-2 at fp32 and int4 (seconds to build; re-used when valid)."""
-    import argparse
-
     from reelrt.export.gpt2 import export
     from reelrt.quantize.gpt2 import quantize_int4
     from reelrt.runtime.bundle import open_bundle
@@ -104,7 +102,7 @@ def demo(workdir: Path) -> list[Path]:
     try:
         open_bundle(int4)
     except BundleError:
-        quantize_int4(open_bundle(fp32), argparse.Namespace(out=str(int4), block_size=None, accuracy_level=None))
+        quantize_int4(open_bundle(fp32), int4)
     return [fp32, int4]
 
 

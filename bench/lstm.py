@@ -176,14 +176,13 @@ def demo(workdir: Path) -> list[Path]:
     fp32, int8 = Path(workdir) / "lstm-fortunes", Path(workdir) / "lstm-fortunes-int8"
     if _usable(fp32) and _usable(int8):
         return [fp32, int8]
-    import argparse
     from reelrt.export.lstm import export_bundle
     from reelrt.models.lstm import FORTUNES_CSV, read_labeled_csv
     from reelrt.models.lstm_train import TrainSettings, train
     from reelrt.quantize.lstm import quantize_int8
     checkpoint = train(*read_labeled_csv(FORTUNES_CSV), TrainSettings())
-    export_bundle(checkpoint, fp32, f"reelrt demo: trained on {FORTUNES_CSV.name}")
-    quantize_int8(open_bundle(fp32), argparse.Namespace(out=int8))
+    export_bundle(checkpoint, fp32, f"reelrt demo: trained on {FORTUNES_CSV.name}", random_weights=False)
+    quantize_int8(open_bundle(fp32), int8)
     return [fp32, int8]
 
 

@@ -183,7 +183,7 @@ def build_bundle(kind: str, out: Path, generator_config: str = "gpt2") -> Path:
     if kind == "text":
         from reelrt.export.lstm import export_bundle
         from reelrt.models.lstm import random_checkpoint
-        return export_bundle(random_checkpoint(2000, 128), out, "soak: random weights")
+        return export_bundle(random_checkpoint(2000, 128), out, "soak: random weights", random_weights=True)
     from reelrt.export.gpt2 import export
     return export(out, config=generator_config)
 

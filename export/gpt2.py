@@ -41,7 +41,7 @@ def export(out: str | Path, checkpoint: str | Path | None = None, config: str | 
     if checkpoint is not None:
         model, tokenizer = gpt2.load_checkpoint(checkpoint), gpt2.checkpoint_tokenizer(checkpoint)
         if tokenizer is None:
-            raise InputError(f"{checkpoint} has no tokenizer (tokenizer.json, or vocab.json + merges.txt)")
+            raise InputError(gpt2.NO_TOKENIZER.format(path=str(checkpoint)))
         source = "checkpoint"
     else:
         model = gpt2.random_model(config, seed=seed)
@@ -53,7 +53,8 @@ def export(out: str | Path, checkpoint: str | Path | None = None, config: str | 
         raise InputError(f"--max-context must be between 2 and the model's {cfg.n_positions} positions, not {max_context}")
     if tokenizer.get_vocab_size() > cfg.vocab_size:
         raise InputError(f"the tokenizer has {tokenizer.get_vocab_size()} tokens, more than the model's {cfg.vocab_size}")
-    eos = tokenizer.token_to_id(gpt2.EOS_TOKEN)
+    eos_ids, generation = gpt2.checkpoint_generation(checkpoint, cfg, tokenizer)
+    eos = eos_ids[0] if eos_ids else None
     random_weights = checkpoint is None
 
     from reelrt.export.gpt2_graph import build_decoder, expected_fused_counts, fused_counts, save, streamed_weight_bytes
@@ -79,8 +80,8 @@ def export(out: str | Path, checkpoint: str | Path | None = None, config: str | 
             inputs=decoder_inputs(facts), outputs=decoder_outputs(facts), artifacts={},
             tokenizer={"path": "tokenizer.json", "kind": "byte-level-bpe", "vocab_size": tokenizer.get_vocab_size(),
                        "eos_token_id": eos},
-            generation={"max_new_tokens": 64, "temperature": 0.0, "top_k": 0, "top_p": 1.0, "repetition_penalty": 1.0},
-            provenance=provenance(source, Path(checkpoint).resolve() if checkpoint else None,
+            generation=generation,
+            provenance=provenance(source, Path(checkpoint).resolve() if checkpoint else None, random_weights=random_weights,
                                   **({"random_config": config, "seed": seed} if random_weights else {})),
             validation=validation, extra=facts))
 

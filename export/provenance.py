@@ -29,10 +29,12 @@ def checkpoint_sha256(path: str | Path | None) -> str | None:
     return h.hexdigest()
 
 
-def provenance(source: str, checkpoint: str | Path | None = None, **extra) -> dict:
-    """The manifest's provenance section; `source` says what the weights are (a checkpoint, random init...)."""
+def provenance(source: str, checkpoint: str | Path | None = None, *, random_weights: bool, **extra) -> dict:
+    """The manifest's provenance section; `source` says what the weights are (a checkpoint, random init...).
+    random_weights: never trained (recognised or declared), so agreement gates do not judge top-1."""
     return {
         "source": source,
+        "random_weights": bool(random_weights),
         "checkpoint": str(checkpoint) if checkpoint else None,
         "checkpoint_sha256": checkpoint_sha256(checkpoint),
         "tools": tool_versions(),

@@ -11,7 +11,8 @@
    ValidationError and nothing is written.
 4. The bundle holds model.onnx, the real inputs and PyTorch's outputs for them under
    reference/ (npz, never pickle: quantize and compile check themselves against these),
-   and a manifest with the caller's preprocessing, labels and family facts.
+   and a manifest with the caller's preprocessing, labels, head and family facts, checked
+   by the same code `load()` runs (so a bundle the runtime would refuse is never written).
 """
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ import numpy as np
 from reelrt.runtime.bundle import BundleWriter
 from reelrt.runtime.bundle.layout import REFERENCE_INPUTS, REFERENCE_OUTPUTS
 from reelrt.runtime.bundle.manifest import Manifest, TensorSpec
+from reelrt.runtime.errors import BundleError, InputError
 
 from .provenance import provenance
 from reelrt.runtime.validation import ValidationError, check, compare
@@ -40,9 +42,9 @@ def export_module(module, example_input, out: str | os.PathLike, *,
                   family: str = "cnn", task: str = "image-classification",
                   input_names: Sequence[str] = ("input",), output_names: Sequence[str] = ("output",),
                   real_inputs: Feeds | None = None, random_input: Callable[[int], Feeds] | None = None,
-                  preprocessing: dict | None = None, labels: Sequence[str] = (),
+                  preprocessing: dict | None = None, labels: Sequence[str] = (), head: dict | None = None,
                   source: str = "user module", checkpoint: str | os.PathLike | None = None,
-                  extra: dict | None = None, top1: bool = True) -> Path:
+                  extra: dict | None = None, random_weights: bool = False, top1: bool | None = None) -> Path:
     """Export `module` (eval mode) to a validated fp32 bundle at `out` and return its path.
 
     example_input: a tensor or tuple of tensors; axis 0 of each is the dynamic batch.
@@ -50,11 +52,16 @@ def export_module(module, example_input, out: str | os.PathLike, *,
       checked with top-1 agreement (when `top1`) and stored as the bundle's reference set.
     random_input(batch): named random arrays; default: standard normal / small ints
       shaped like the example.
+    preprocessing, labels, head: what the runtime's task needs (an image classifier needs the
+      preprocessing policy of runtime/tasks/image.py); checked before anything is exported.
+    random_weights: the weights were never trained (recorded in provenance); top-1 agreement,
+      meaningless on near-tied logits, is then not asked here (top1 defaults to its opposite)
+      nor by quantize and compile.
     """
     import tempfile
 
-    import torch
-
+    top1 = not random_weights if top1 is None else top1
+    check_task(family, task, preprocessing, labels, head)   # fail before the slow part
     module = module.eval()
     examples = example_input if isinstance(example_input, (tuple, list)) else (example_input,)
     if len(examples) != len(input_names):
@@ -72,11 +79,37 @@ def export_module(module, example_input, out: str | os.PathLike, *,
                 np.savez(w.dir / REFERENCE_INPUTS, **real_inputs)
                 np.savez(w.dir / REFERENCE_OUTPUTS, **reference_out)
             ins, outs = graph_specs(w.dir / "model.onnx")
-            return w.commit(Manifest(
+            manifest = Manifest(
                 family=family, task=task, precision="fp32", model="model.onnx", inputs=ins, outputs=outs,
-                artifacts={}, preprocessing=dict(preprocessing or {}), labels=list(labels),
-                provenance=provenance(source, checkpoint, opset=OPSET),
-                validation=report, extra=dict(extra or {})))
+                artifacts={}, preprocessing=dict(preprocessing or {}), labels=list(labels), head=dict(head or {}),
+                provenance=provenance(source, checkpoint, random_weights=random_weights, opset=OPSET),
+                validation=report, extra=dict(extra or {}))
+            check_manifest(manifest)
+            return w.commit(manifest)
+
+
+def check_manifest(manifest: Manifest) -> None:
+    """Refuse, as InputError naming the reader's objection, a manifest that `load()` would refuse."""
+    from reelrt.runtime import task_class
+
+    try:
+        task_class(manifest.task).check_manifest(manifest)
+    except BundleError as e:
+        raise InputError(f"load() would refuse this bundle: {e}") from None
+
+
+def check_task(family: str, task: str, preprocessing: dict | None, labels: Sequence[str], head: dict | None) -> None:
+    """The parts of check_manifest that need no graph: a policy the image reader accepts."""
+    if task == "image-classification":
+        from reelrt.runtime.tasks.image import Preprocessor
+
+        if not preprocessing:
+            raise InputError("an image classifier needs its preprocessing policy (size, mean, std, scale,"
+                             " channel_order, resize/crop...): see reelrt.runtime.tasks.image.Preprocessor")
+        try:
+            Preprocessor(preprocessing)
+        except BundleError as e:
+            raise InputError(f"load() would refuse this bundle: {e}") from None
 
 
 def to_onnx(module, examples: Sequence, path: Path, input_names: Sequence[str], output_names: Sequence[str]) -> None:

@@ -169,19 +169,28 @@ ARCHS: dict[str, tuple[type[nn.Module], int, dict[str, Any]]] = {
 
 
 def build(arch: str, checkpoint: str | None = None, seed: int = 0) -> nn.Module:
-    """An architecture in eval mode: weights from a state_dict file, else seeded random init."""
+    """An architecture in eval mode: weights from a state_dict file (its head of any class count),
+    else seeded random init."""
     if arch not in ARCHS:
         raise ValueError(f"unknown CNN architecture {arch!r}; known: {sorted(ARCHS)}")
     cls, num_classes, _ = ARCHS[arch]
     torch.manual_seed(seed)
-    model = cls(num_classes)
-    if checkpoint is not None:
-        try:
-            state = torch.load(checkpoint, map_location="cpu", weights_only=True)
-            model.load_state_dict(state.get("state_dict", state))
-        except (RuntimeError, AttributeError, pickle.UnpicklingError) as e:
-            raise InputError(f"checkpoint {checkpoint} is not a {arch} state_dict: {str(e).splitlines()[0]}") from None
+    if checkpoint is None:
+        return cls(num_classes).eval()
+    try:
+        state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+        state = state.get("state_dict", state)
+        model = cls(head_classes(state) or num_classes)
+        model.load_state_dict(state)
+    except (RuntimeError, AttributeError, pickle.UnpicklingError, EOFError) as e:
+        raise InputError(f"checkpoint {checkpoint} is not a {arch} state_dict: {str(e).splitlines()[0]}") from None
     return model.eval()
+
+
+def head_classes(state: dict) -> int | None:
+    """The class count of a classifier's state_dict: the rows of its last 2-D weight (the head)."""
+    heads = [v for k, v in state.items() if k.endswith("weight") and getattr(v, "ndim", 0) == 2]
+    return int(heads[-1].shape[0]) if heads else None
 
 
 def preprocessing(arch: str) -> dict[str, Any]:

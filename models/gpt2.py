@@ -25,6 +25,12 @@ CONFIGS: dict[str, dict] = {
     "tiny": dict(n_layer=2, n_head=4, n_embd=64, vocab_size=1000, n_positions=256),
 }
 EOS_TOKEN = "<|endoftext|>"
+# what the runtime does when a checkpoint says nothing: greedy, 64 new tokens
+DEFAULT_GENERATION = {"max_new_tokens": 64, "temperature": 0.0, "top_k": 0, "top_p": 1.0, "repetition_penalty": 1.0}
+NO_TOKENIZER = ("{path} has no tokenizer (tokenizer.json, or vocab.json + merges.txt): save the tokenizer of the"
+                " model it was trained or fine-tuned from into it, e.g. in Python"
+                " AutoTokenizer.from_pretrained(BASE).save_pretrained({path!r}), or copy those files there;"
+                " a model trained with its own tokenizer needs that tokenizer's tokenizer.json")
 
 
 def training_text(split: str = "train") -> str:
@@ -84,6 +90,39 @@ def checkpoint_tokenizer(path: str | Path) -> "Tokenizer | None":
         from transformers import GPT2TokenizerFast
         return GPT2TokenizerFast.from_pretrained(path).backend_tokenizer
     return None
+
+
+def checkpoint_generation(path: str | Path | None, config, tokenizer: "Tokenizer") -> tuple[list[int], dict]:
+    """The end-of-text ids and the manifest's generation defaults of a checkpoint directory.
+
+    generation_config.json comes first (transformers' own defaults for sampling where it samples:
+    temperature 1, top-k 50, top-p 1), then config.json's eos_token_id, then the tokenizer's
+    <|endoftext|>; without a generation config decoding is greedy, 64 new tokens.
+    """
+    import json
+
+    generation = dict(DEFAULT_GENERATION)
+    file = Path(path) / "generation_config.json" if path is not None else None
+    gen = {}
+    if file is not None and file.is_file():
+        try:
+            gen = json.loads(file.read_text())
+        except json.JSONDecodeError as e:
+            raise InputError(f"{file} is not JSON: {e}") from None
+        if gen.get("do_sample"):
+            generation.update(temperature=float(gen.get("temperature", 1.0)), top_k=int(gen.get("top_k", 50)),
+                              top_p=float(gen.get("top_p", 1.0)))
+        if gen.get("repetition_penalty") is not None:
+            generation["repetition_penalty"] = float(gen["repetition_penalty"])
+        if gen.get("max_new_tokens"):
+            generation["max_new_tokens"] = int(gen["max_new_tokens"])
+    eos = gen.get("eos_token_id", getattr(config, "eos_token_id", None))
+    if eos is None and tokenizer.token_to_id(EOS_TOKEN) is not None:
+        eos = tokenizer.token_to_id(EOS_TOKEN)
+    eos_ids = [int(e) for e in (eos if isinstance(eos, list) else [] if eos is None else [eos])]
+    if any(not 0 <= e < config.vocab_size for e in eos_ids):
+        raise InputError(f"{path}: eos_token_id {eos} lies outside the model's {config.vocab_size} tokens")
+    return eos_ids, generation
 
 
 def save_checkpoint(model: "GPT2LMHeadModel", tokenizer: "Tokenizer", out: str | Path) -> Path:

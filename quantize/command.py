@@ -6,16 +6,19 @@ import importlib
 
 from reelrt.parsing import command, positive_int
 
-# (family, precision) -> "module:function(src: Bundle, args) -> Path of the written bundle"
+# (family, precision) -> ("module:function", the options it takes beyond the source, the output
+# path and accept_quality_loss); each function is typed: f(src: Bundle, out, *, option=...) -> Path
+WEIGHT_ONLY = ("block_size", "accuracy_level")
 PASSES = {
-    ("cnn", "int8"): "reelrt.quantize.cnn:quantize_int8",
-    ("cnn", "fp16"): "reelrt.quantize.fp16:quantize_fp16",
-    ("lstm", "int8"): "reelrt.quantize.lstm:quantize_int8",
-    ("lstm", "fp16"): "reelrt.quantize.fp16:quantize_fp16",
-    ("gpt2", "int8"): "reelrt.quantize.gpt2:quantize_int8",
-    ("gpt2", "int4"): "reelrt.quantize.gpt2:quantize_int4",
-    ("gpt2", "fp16"): "reelrt.quantize.fp16:quantize_fp16",
+    ("cnn", "int8"): ("reelrt.quantize.cnn:quantize_int8", ("calibration", "method")),
+    ("cnn", "fp16"): ("reelrt.quantize.fp16:quantize_fp16", ()),
+    ("lstm", "int8"): ("reelrt.quantize.lstm:quantize_int8", ()),
+    ("lstm", "fp16"): ("reelrt.quantize.fp16:quantize_fp16", ()),
+    ("gpt2", "int8"): ("reelrt.quantize.gpt2:quantize_int8", WEIGHT_ONLY),
+    ("gpt2", "int4"): ("reelrt.quantize.gpt2:quantize_int4", WEIGHT_ONLY),
+    ("gpt2", "fp16"): ("reelrt.quantize.fp16:quantize_fp16", ()),
 }
+OPTIONS = ("calibration", "method", "block_size", "accuracy_level")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -29,8 +32,14 @@ def main(args: argparse.Namespace) -> int:
     if key not in PASSES:
         supported = sorted(p for f, p in PASSES if f == src.manifest.family)
         raise InputError(f"{src.manifest.family} bundles quantize to {supported}, not {args.precision}")
-    module, func = PASSES[key].split(":")
-    out = getattr(importlib.import_module(module), func)(src, args)
+    target, takes = PASSES[key]
+    given = {name: getattr(args, name, None) for name in OPTIONS if getattr(args, name, None) is not None}
+    if stray := sorted(set(given) - set(takes)):
+        raise InputError(f"{', '.join('--' + n.replace('_', '-') for n in stray)} does not apply to"
+                         f" {src.manifest.family} {args.precision}")
+    module, func = target.split(":")
+    out = getattr(importlib.import_module(module), func)(
+        src, args.out, accept_quality_loss=getattr(args, "accept_quality_loss", False), **given)
     print(f"wrote {out}")
     return 0
 
@@ -50,3 +59,6 @@ def add_parsers(sub) -> None:
                    help="int4/int8 weight-only: weights per quantization block (default: the family's measured best)")
     p.add_argument("--accuracy-level", type=int, default=None, choices=[0, 1, 2, 3, 4],
                    help="int4: MatMulNBits compute precision (4 = int8 activations, fastest on x86)")
+    p.add_argument("--accept-quality-loss", action="store_true",
+                   help="write the bundle even when it fails its quality gate; the failed gate is recorded in the"
+                        " manifest and shown by `reelrt inspect`")

@@ -8,7 +8,6 @@ texts or a prompt's prefill, runtime/reference.py); a bundle without a reference
 """
 from __future__ import annotations
 
-import argparse
 import os
 from pathlib import Path
 
@@ -19,16 +18,18 @@ from reelrt.runtime.reference import reference_feeds
 from reelrt.runtime.validation import weights_are_random
 
 
-def quantize_fp16(src: Bundle, args: argparse.Namespace) -> Path:
-    """`reelrt quantize BUNDLE --precision fp16 --out DIR`."""
+def quantize_fp16(src: Bundle, out: str | os.PathLike, *, accept_quality_loss: bool = False) -> Path:
+    """fp16 copy of any bundle into `out` (`reelrt quantize BUNDLE --precision fp16 --out DIR`)."""
     from reelrt.quantize.derive import derive_bundle
+    from reelrt.runtime.validation import QualityGate
+
+    gate = QualityGate(accept_quality_loss)
 
     def model_pass(src_model: Path, dst_model: Path) -> dict:
         convert_fp16(src_model, dst_model)
-        return validate_fp16(src, src_model, dst_model)
+        return validate_fp16(src, src_model, dst_model, gate)
 
-    out = derive_bundle(src, args.out, "fp16", model_pass, {"io": "float32", "tool": "onnxconverter-common"})
-    return out
+    return derive_bundle(src, out, "fp16", model_pass, {"io": "float32", "tool": "onnxconverter-common"}, gate=gate)
 
 
 def convert_fp16(src_model: Path, dst_model: Path) -> None:
@@ -40,11 +41,12 @@ def convert_fp16(src_model: Path, dst_model: Path) -> None:
     onnx.save_model(model, str(dst_model), save_as_external_data=large, location=dst_model.name + ".data")
 
 
-def validate_fp16(src: Bundle, fp32_model: Path, fp16_model: Path) -> dict:
-    """Compare every output of the fp16 graph with the fp32 source; raise ValidationError out of tolerance."""
+def validate_fp16(src: Bundle, fp32_model: Path, fp16_model: Path, gate) -> dict:
+    """Compare every output of the fp16 graph with the fp32 source; the gate refuses (or records) what is
+    out of tolerance."""
     import onnxruntime as ort
 
-    from reelrt.runtime.validation import check, compare
+    from reelrt.runtime.validation import compare
 
     feeds, what, top1 = reference_feeds(src), "reference inputs", not weights_are_random(src.manifest)
     sessions = [ort.InferenceSession(str(m), providers=["CPUExecutionProvider"]) for m in (fp32_model, fp16_model)]
@@ -53,7 +55,7 @@ def validate_fp16(src: Bundle, fp32_model: Path, fp16_model: Path) -> dict:
     report = {"reference": "fp32 source bundle (onnxruntime)", "precision": "fp16", "inputs": what,
               "size_bytes": {"fp32": model_bytes(fp32_model), "fp16": model_bytes(fp16_model)}}
     for name, r, c in zip(names, reference, candidate):
-        report[name] = check(compare(r, c), "fp16", f"fp16 output {name!r} on {what}", top1=top1).to_json()
+        report[name] = gate.check(compare(r, c), "fp16", f"fp16 output {name!r} on {what}", top1=top1).to_json()
     print(f"fp16: {report['size_bytes']['fp32'] / 1e6:.2f} MB -> {report['size_bytes']['fp16'] / 1e6:.2f} MB;"
           f" {names[0]} max |diff| {report[names[0]]['max_abs_diff']:.3g}, top-1 agreement"
           f" {report[names[0]]['top1_agreement']:.2%} on {what}")

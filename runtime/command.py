@@ -34,8 +34,17 @@ def summarize(bundle, checksums: str) -> str:
         lines.append(f"labels      {shown}")
     if m.generation:
         lines.append("generation  " + ", ".join(f"{k}={v}" for k, v in m.generation.items()))
+    if m.head:
+        lines.append("head        " + ", ".join(f"{k}={v}" for k, v in m.head.items()))
     if m.validation:
         lines.append("validation  " + ", ".join(f"{k}={v}" for k, v in m.validation.items() if not isinstance(v, (dict, list))))
+    gate = m.validation.get("quality_gate")
+    if isinstance(gate, dict):
+        failures = [f.get("message", str(f)) for f in gate.get("failures", []) if isinstance(f, dict)]
+        lines.append("quality     " + ("passed its gate" if not failures else
+                                       "FAILED its gate, written with --accept-quality-loss: " + "; ".join(failures)))
+    if m.provenance.get("random_weights"):
+        lines.append("weights     random (untrained): top-1 agreement is not judged")
     prov = m.provenance
     if prov:
         lines.append("provenance  " + ", ".join(f"{k}={v}" for k, v in prov.items() if not isinstance(v, (dict, list))))

@@ -16,7 +16,7 @@ import numpy as np
 from reelrt.runtime.bundle import Bundle
 from reelrt.runtime.bundle.layout import REFERENCE_INPUTS, REFERENCE_OUTPUTS
 from reelrt.runtime.errors import BundleError
-from reelrt.runtime.validation import check, compare, weights_are_random
+from reelrt.runtime.validation import QualityGate, check, compare, weights_are_random
 
 Feeds = dict[str, np.ndarray]
 
@@ -54,12 +54,14 @@ def source_outputs(bundle: Bundle) -> Feeds | None:
     return _read(bundle, REFERENCE_OUTPUTS)
 
 
-def check_against_source(bundle: Bundle, outputs: Mapping[str, np.ndarray], precision: str, what: str) -> dict | None:
+def check_against_source(bundle: Bundle, outputs: Mapping[str, np.ndarray], precision: str, what: str,
+                         gate: QualityGate | None = None) -> dict | None:
     """Compare a graph's outputs on the reference feeds with the source model's answers under
     `precision`'s tolerance; ValidationError outside it, None when the bundle carries no answers.
 
     Top-1 agreement is asked only of trained classifiers: a random model's near-tied logits, and a
-    generator's single next-token row, make it say nothing."""
+    generator's single next-token row, make it say nothing. A QualityGate `gate` checks instead of
+    raising, when it accepts the loss."""
     source = source_outputs(bundle)
     if source is None:
         return None
@@ -68,7 +70,7 @@ def check_against_source(bundle: Bundle, outputs: Mapping[str, np.ndarray], prec
     for name, want in source.items():
         if name not in outputs:
             raise BundleError(f"{REFERENCE_OUTPUTS} holds {name!r}, which the graph does not output")
-        report[name] = check(compare(want, outputs[name]), precision,
+        report[name] = (gate.check if gate else check)(compare(want, outputs[name]), precision,
                              f"{what}: output {name!r} against the source model", top1=top1).to_json()
     return report
 

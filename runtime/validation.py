@@ -82,17 +82,57 @@ def compare(reference: np.ndarray, candidate: np.ndarray) -> Comparison:
     return Comparison(diff, diff / scale, float(agree.mean()) if agree.size else 1.0, int(agree.size))
 
 
+def shortfall(comparison: Comparison, precision: str, top1: bool = True) -> dict | None:
+    """The first figure out of the precision's tolerance, with its value and limit; None when within."""
+    tolerance = tolerance_for(precision)
+    if comparison.relative_diff > tolerance.max_relative_diff:
+        return {"figure": "relative_diff", "value": round(comparison.relative_diff, 6),
+                "limit": tolerance.max_relative_diff, "max_abs_diff": round(comparison.max_abs_diff, 6)}
+    if top1 and comparison.top1_agreement < tolerance.min_top1_agreement:
+        return {"figure": "top1_agreement", "value": round(comparison.top1_agreement, 6),
+                "limit": tolerance.min_top1_agreement, "samples": comparison.samples}
+    return None
+
+
+def describe_shortfall(what: str, precision: str, gap: dict) -> str:
+    """One sentence: which figure failed, its value, the limit and by how much."""
+    if gap["figure"] == "relative_diff":
+        return (f"{what}: max abs difference {gap['max_abs_diff']:.3g} is {gap['value']:.3g} of the output range,"
+                f" over the {precision} tolerance {gap['limit']} by {gap['value'] - gap['limit']:.3g}")
+    return (f"{what}: top-1 agreement {gap['value']:.2%} is under the {precision} minimum {gap['limit']:.0%}"
+            f" by {100 * (gap['limit'] - gap['value']):.2f} points ({gap['samples']} samples)")
+
+
 def check(comparison: Comparison, precision: str, what: str, top1: bool = True) -> Comparison:
     """Raise ValidationError, saying which figure failed and by how much, when a comparison is
     out of the precision's tolerance. top1=False skips the agreement check (random inputs on
     random weights, where near-tied logits make agreement meaningless)."""
-    tolerance = tolerance_for(precision)
-    if comparison.relative_diff > tolerance.max_relative_diff:
-        raise ValidationError(
-            f"{what}: max abs difference {comparison.max_abs_diff:.3g} is {comparison.relative_diff:.3g} of the"
-            f" output range, over the {precision} tolerance {tolerance.max_relative_diff}")
-    if top1 and comparison.top1_agreement < tolerance.min_top1_agreement:
-        raise ValidationError(
-            f"{what}: top-1 agreement {comparison.top1_agreement:.2%} is under the {precision} minimum"
-            f" {tolerance.min_top1_agreement:.0%}")
+    gap = shortfall(comparison, precision, top1)
+    if gap is not None:
+        raise ValidationError(describe_shortfall(what, precision, gap))
     return comparison
+
+
+class QualityGate:
+    """check() for a lower-precision pass, with an honest way through: with accept_loss the
+    failures are kept (figure, value, limit) instead of raised, and the writer records them in
+    the manifest (validation.quality_gate) so that `reelrt inspect` and every reader see them."""
+
+    def __init__(self, accept_loss: bool = False):
+        self.accept_loss = accept_loss
+        self.failures: list[dict] = []
+
+    def check(self, comparison: Comparison, precision: str, what: str, top1: bool = True) -> Comparison:
+        gap = shortfall(comparison, precision, top1)
+        if gap is None:
+            return comparison
+        message = describe_shortfall(what, precision, gap)
+        if not self.accept_loss:
+            raise ValidationError(f"{message}; nothing written (--accept-quality-loss, or accept_quality_loss=True,"
+                                  " writes it anyway and records the failed gate in the manifest)")
+        self.failures.append({"check": what, "precision": precision, **gap, "message": message})
+        return comparison
+
+    def record(self) -> dict:
+        """The manifest's validation.quality_gate."""
+        return {"passed": not self.failures, "accepted_quality_loss": bool(self.failures), "failures": self.failures}

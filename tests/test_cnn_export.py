@@ -27,10 +27,14 @@ def _tiny() -> nn.Module:
     return m.eval()
 
 
+def policy(size: int) -> dict:
+    return {"size": [size, size], "mean": [0.5] * 3, "std": [0.25] * 3, "channel_order": "RGB"}
+
+
 def test_any_module_exports_with_dynamic_batch_and_folded_batchnorm(tmp_path):
     module = _tiny()
     out = export_module(module, torch.randn(1, 3, 12, 12), tmp_path / "b", input_names=("pixels",),
-                        output_names=("logits",))
+                        output_names=("logits",), preprocessing=policy(12), labels=list("abcde"))
     bundle = open_bundle(out)
     graph = onnx.load(str(bundle.model_path))
     ops = {n.op_type for n in graph.graph.node}
@@ -55,9 +59,22 @@ class _Noisy(nn.Module):
 
 def test_validation_failure_aborts_the_write(tmp_path):
     with pytest.raises(ValidationError, match="tolerance"):
-        export_module(_Noisy(), torch.randn(2, 3, 4, 4), tmp_path / "never")
+        export_module(_Noisy(), torch.randn(2, 3, 4, 4), tmp_path / "never", preprocessing=policy(4))
     assert not (tmp_path / "never").exists()
     assert list(tmp_path.iterdir()) == []   # no temp directory left behind
+
+
+@pytest.mark.parametrize("preprocessing, labels, match", [
+    (None, (), "needs its preprocessing policy"),                        # the old README example
+    ({"mean": [0.5] * 3, "std": [0.5] * 3}, (), "load\\(\\) would refuse.*size"),    # what load() said too late
+    (policy(8), (), "graph takes"),                                      # a policy for other inputs
+    (policy(12), ["a", "b"], "2 labels for 5 output classes"),
+])
+def test_export_module_never_writes_a_bundle_that_load_refuses(tmp_path, preprocessing, labels, match):
+    with pytest.raises(InputError, match=match):
+        export_module(_tiny(), torch.randn(1, 3, 12, 12), tmp_path / "never", input_names=("pixels",),
+                      output_names=("logits",), preprocessing=preprocessing, labels=labels)
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_tiny_cnn_bundle_records_preprocessing_labels_and_reference(tiny_cnn_bundle):

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from reelrt.export import lstm as export_lstm
+from reelrt.export import recurrent
 from reelrt.export.lstm import build_onnx, export_bundle, onnx_logits
 from reelrt.runtime.validation import ValidationError
 from reelrt.models.lstm import Checkpoint, LSTMClassifier, LSTMConfig, train_tokenizer
@@ -96,7 +97,7 @@ def small_checkpoint(bidirectional: bool = False) -> Checkpoint:
 
 
 def test_export_bundle_records_tokenizer_labels_and_validation(tmp_path):
-    out = export_bundle(small_checkpoint(bidirectional=True), tmp_path / "b", "tests")
+    out = export_bundle(small_checkpoint(bidirectional=True), tmp_path / "b", "tests", random_weights=True)
     m = open_bundle(out).manifest
     assert m.family == "lstm" and m.precision == "fp32" and m.labels == ["pets", "ships"]
     assert m.tokenizer["path"] == "tokenizer.json" and m.tokenizer["max_length"] == 16 and m.tokenizer["pad_id"] == 0
@@ -107,12 +108,13 @@ def test_export_bundle_records_tokenizer_labels_and_validation(tmp_path):
 
 
 def test_export_fails_loudly_and_writes_nothing_when_the_graph_is_wrong(tmp_path, monkeypatch):
-    def gates_not_reordered(lstm, layer, suffix):  # PyTorch's gate order fed to ONNX as is: a classic bug
+    def gates_not_reordered(parts, layer, suffix):  # PyTorch's gate order fed to ONNX as is: a classic bug
+        lstm = parts.rnn
         w, r, b = (getattr(lstm, f"{k}_l{layer}{suffix}").detach().numpy() for k in ("weight_ih", "weight_hh", "bias_ih"))
         return w, r, np.concatenate([b, getattr(lstm, f"bias_hh_l{layer}{suffix}").detach().numpy()])
-    monkeypatch.setattr(export_lstm, "lstm_weights", gates_not_reordered)
+    monkeypatch.setattr(recurrent, "gate_weights", gates_not_reordered)
     with pytest.raises(ValidationError, match="PyTorch"):
-        export_bundle(small_checkpoint(), tmp_path / "bad", "tests")
+        export_bundle(small_checkpoint(), tmp_path / "bad", "tests", random_weights=True)
     assert not (tmp_path / "bad").exists()
 
 

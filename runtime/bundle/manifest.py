@@ -63,7 +63,8 @@ class Manifest:
     `model` names the ONNX artifact the runtime loads by default; `target` records what
     `reelrt compile` chose for the device (backend, the artifact as `path`, measured
     latency), or is empty when the bundle has not been compiled. `validation` holds what
-    the writing stage measured against PyTorch; `extra` holds family-specific facts.
+    the writing stage measured against PyTorch; `extra` holds family-specific facts. `head` says
+    how a classifier's logits become answers (runtime/tasks/ranking.py; empty means softmax).
     """
     family: str
     task: str
@@ -75,6 +76,7 @@ class Manifest:
     target: dict[str, Any] = field(default_factory=dict)
     preprocessing: dict[str, Any] = field(default_factory=dict)
     labels: list[str] = field(default_factory=list)
+    head: dict[str, Any] = field(default_factory=dict)
     tokenizer: dict[str, Any] = field(default_factory=dict)
     generation: dict[str, Any] = field(default_factory=dict)
     provenance: dict[str, Any] = field(default_factory=dict)
@@ -94,6 +96,7 @@ class Manifest:
             "outputs": [t.to_json() for t in self.outputs],
             "preprocessing": self.preprocessing,
             "labels": self.labels,
+            "head": self.head,
             "tokenizer": self.tokenizer,
             "generation": self.generation,
             "provenance": self.provenance,
@@ -159,6 +162,7 @@ def manifest_from_json(doc: Any) -> Manifest:
         target=_get(doc, "target", dict, {}),
         preprocessing=_get(doc, "preprocessing", dict, {}),
         labels=_get(doc, "labels", list, []),
+        head=_get(doc, "head", dict, {}),
         tokenizer=_get(doc, "tokenizer", dict, {}),
         generation=_get(doc, "generation", dict, {}),
         provenance=_get(doc, "provenance", dict, {}),

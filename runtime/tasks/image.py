@@ -41,10 +41,11 @@ import numpy as np  # noqa: E402
 
 from reelrt.runtime.backends.session import ThreadPolicy
 from reelrt.runtime.bundle import Bundle
+from reelrt.runtime.bundle.manifest import Manifest
 from reelrt.runtime.errors import BackendUnavailableError, BundleError, InputError
 from reelrt.runtime.tasks import pixels
 from reelrt.runtime.tasks.model import Model
-from reelrt.runtime.tasks.ranking import best, softmax
+from reelrt.runtime.tasks.ranking import Head, read_head
 
 Prediction = list[tuple[str, float]]
 
@@ -52,7 +53,9 @@ Prediction = list[tuple[str, float]]
 _LAYOUTS = {(1, False): "GRAY", (1, True): "GRAY", (3, False): "BGR", (3, True): "RGB",
             (4, False): "BGRA", (4, True): "RGBA"}
 _ORDERS = ("RGB", "BGR", "GRAY")
-_INTERPOLATION = ("area", "linear", "cubic")
+# the manifest's interpolation names -> OpenCV's flags (numpy has area and linear only)
+_INTERPOLATION = {"area": "INTER_AREA", "linear": "INTER_LINEAR", "cubic": "INTER_CUBIC", "nearest": "INTER_NEAREST",
+                  "lanczos": "INTER_LANCZOS4"}
 _NUMPY_RESIZE = {"area": pixels.resize_area, "linear": pixels.resize_linear}
 _MAX_FILE_BYTES = 256 * 1024 * 1024
 
@@ -77,7 +80,8 @@ class Preprocessor:
             raise BundleError(f"unsupported preprocessing {policy}: channel_order RGB/BGR/GRAY, layout NCHW,"
                               " crop center/none")
         if self.interpolation not in _INTERPOLATION:
-            raise BundleError(f"unsupported preprocessing interpolation {self.interpolation!r}: area, linear or cubic")
+            raise BundleError(f"unsupported preprocessing interpolation {self.interpolation!r}:"
+                              f" one of {sorted(_INTERPOLATION)}")
         if cv2 is None and self.interpolation not in _NUMPY_RESIZE:
             raise BackendUnavailableError(f"this bundle resizes with {self.interpolation!r} interpolation, which needs"
                                           " OpenCV: pip install 'reelrt[images]'")
@@ -123,7 +127,7 @@ class Preprocessor:
 def _resize(window: np.ndarray, width: int, height: int, interpolation: str) -> np.ndarray:
     if cv2 is None:
         return _NUMPY_RESIZE[interpolation](window, width, height)
-    return cv2.resize(window, (width, height), interpolation=getattr(cv2, f"INTER_{interpolation.upper()}"))
+    return cv2.resize(window, (width, height), interpolation=getattr(cv2, _INTERPOLATION[interpolation]))
 
 
 class ImageClassifier(Model):
@@ -143,25 +147,36 @@ class ImageClassifier(Model):
     def __init__(self, bundle: Bundle, device: str = "auto", threads: ThreadPolicy | int | None = None):
         # every check of the bundle comes before the session: a bad bundle never reaches a backend
         m = bundle.manifest
-        if len(m.inputs) != 1 or len(m.outputs) < 1:
-            raise BundleError("an image classifier bundle has one input and a logits output")
+        self.preprocess, self.head = self.check_manifest(m)
         self.input_name = m.inputs[0].name
         self.output_name = m.outputs[0].name
-        self.preprocess = Preprocessor(m.preprocessing)
         self.labels = m.labels
         self._local = threading.local()  # .buffer: this thread's (N, C, H, W) input buffer
         super().__init__(bundle, device=device, threads=threads)
+
+    @classmethod
+    def check_manifest(cls, m: Manifest) -> tuple[Preprocessor, Head]:
+        """What the reader requires of an image-classification manifest (writers check with it too)."""
+        if len(m.inputs) != 1 or len(m.outputs) < 1:
+            raise BundleError("an image classifier bundle has one input and a logits output")
+        preprocess = Preprocessor(m.preprocessing)
+        shape = m.inputs[0].shape
+        made = (preprocess.channels, preprocess.height, preprocess.width)
+        if len(shape) != 4 or any(isinstance(d, int) and d != want for d, want in zip(shape[1:], made)):
+            raise BundleError(f"preprocessing makes (N, {preprocess.channels}, {preprocess.height},"
+                              f" {preprocess.width}) inputs but the graph takes {list(m.inputs[0].shape)}")
+        return preprocess, read_head(m.head, m.outputs[0].shape[-1], m.labels)
 
     def classify(self, images: Any, top_k: int = 5, rgb: bool = False) -> Prediction | list[Prediction]:
         """Top-k (label, probability) per image; one list for one image, a list of lists for a batch."""
         if not isinstance(top_k, int) or isinstance(top_k, bool) or top_k < 1:
             raise InputError(f"top_k must be a positive int, got {top_k!r}")
         single, items = _as_items(images)
-        probs = softmax(self.logits(items, rgb=rgb))
+        probs = self.head.probabilities(self.logits(items, rgb=rgb))
         k = min(top_k, probs.shape[1])
         results = []
         for row in probs:
-            results.append([(self._label(int(i)), float(row[i])) for i in best(row, k)])
+            results.append([(self._label(int(i)), float(row[i])) for i in self.head.rank(row, k)])
         return results[0] if single else results
 
     def logits(self, images: Any, rgb: bool = False) -> np.ndarray:

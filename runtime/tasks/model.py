@@ -43,6 +43,12 @@ class Model:
         self._worker: ThreadPoolExecutor | None = None
         self._worker_lock = threading.Lock()
 
+    @classmethod
+    def check_manifest(cls, manifest) -> object:
+        """Raise BundleError when this task cannot serve the manifest; checked before any session,
+        and by writers before they commit (a bundle the reader refuses is never written)."""
+        return None
+
     def _attach(self, backend: Backend) -> None:
         """Use `backend` for run(), behind a lock unless it declares itself thread-safe."""
         self.backend = backend

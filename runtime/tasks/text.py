@@ -15,22 +15,29 @@ from tokenizers import Tokenizer
 
 from reelrt.runtime.backends.session import ThreadPolicy
 from reelrt.runtime.bundle import Bundle
+from reelrt.runtime.bundle.manifest import Manifest
 from reelrt.runtime.errors import BundleError, InputError
 from reelrt.runtime.tasks.model import Model
-from reelrt.runtime.tasks.ranking import best, softmax
+from reelrt.runtime.tasks.ranking import Head, read_head
 from reelrt.runtime.tasks.tokenizer import read_tokenizer
 
 DEFAULT_BATCH = 16
 
 
-def load_tokenizer(bundle: Bundle) -> tuple[Tokenizer, int, int]:
-    """The bundle's tokenizer, max length and pad id; BundleError when any is unusable."""
-    spec = bundle.manifest.tokenizer
+def tokenizer_limits(manifest: Manifest) -> tuple[int, int]:
+    """The manifest's max length and pad id; BundleError when either is unusable."""
+    spec = manifest.tokenizer
     max_length, pad_id = spec.get("max_length"), spec.get("pad_id")
     if type(max_length) is not int or max_length < 1:
         raise BundleError(f"manifest.tokenizer.max_length must be a positive integer, got {max_length!r}")
     if type(pad_id) is not int or pad_id < 0:
         raise BundleError(f"manifest.tokenizer.pad_id must be a non-negative integer, got {pad_id!r}")
+    return max_length, pad_id
+
+
+def load_tokenizer(bundle: Bundle) -> tuple[Tokenizer, int, int]:
+    """The bundle's tokenizer, max length and pad id; BundleError when any is unusable."""
+    max_length, pad_id = tokenizer_limits(bundle.manifest)
     tokenizer = read_tokenizer(bundle)
     tokenizer.no_truncation()
     tokenizer.no_padding()
@@ -62,7 +69,11 @@ def encode(tokenizer: Tokenizer, texts: Sequence[str], max_length: int, pad_id: 
 
 
 class TextClassifier(Model):
-    """classify("Loved it") -> [(label, prob), ...]; classify([...]) -> one such list per text."""
+    """classify("Loved it") -> [(label, prob), ...]; classify([...]) -> one such list per text.
+
+    The manifest's head decides what the answer is: softmax (the most likely labels), sigmoid
+    (one logit, [negative, positive] ordered by the threshold) or multi-label (every label at or
+    over the threshold, possibly none)."""
 
     submits = "classify"
 
@@ -72,30 +83,39 @@ class TextClassifier(Model):
             raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
         # every check of the bundle comes before the session: a bad bundle never reaches ONNX Runtime
         m = bundle.manifest
+        self.head = self.check_manifest(m)
+        self.tokenizer, self.max_length, self.pad_id = load_tokenizer(bundle)
+        self.labels = list(m.labels)
+        self.outputs = m.outputs[0].shape[-1]
+        self.batch_size = batch_size
+        self.vocab_size = m.extra["vocab_size"]
+        super().__init__(bundle, device, threads)
+
+    @classmethod
+    def check_manifest(cls, m: Manifest) -> Head:
+        """What the reader requires of a text-classification manifest (writers check with it too)."""
         names = [s.name for s in m.inputs]
         if names != ["input_ids", "lengths"]:
             raise BundleError(f"a text-classification graph takes inputs ['input_ids', 'lengths'], this one {names}")
-        classes = m.outputs[0].shape[-1]
-        if not m.labels or classes != len(m.labels):
-            raise BundleError(f"the bundle has {len(m.labels)} labels for {classes} output classes")
-        self.tokenizer, self.max_length, self.pad_id = load_tokenizer(bundle)
-        self.labels = list(m.labels)
-        self.batch_size = batch_size
-        self.vocab_size = m.extra.get("vocab_size")
-        if type(self.vocab_size) is not int or self.vocab_size < 1:
-            raise BundleError(f"manifest.extra.vocab_size must be a positive integer, got {self.vocab_size!r}")
-        super().__init__(bundle, device, threads)
+        if not m.labels:
+            raise BundleError("a text-classification bundle needs labels")
+        head = read_head(m.head, m.outputs[0].shape[-1], m.labels)
+        tokenizer_limits(m)
+        vocab_size = m.extra.get("vocab_size")
+        if type(vocab_size) is not int or vocab_size < 1:
+            raise BundleError(f"manifest.extra.vocab_size must be a positive integer, got {vocab_size!r}")
+        return head
 
     def probabilities(self, texts: Sequence[str]) -> np.ndarray:
-        """(N, classes) probabilities, in the order of `texts`."""
+        """(N, labels) probabilities under the manifest's head, in the order of `texts`."""
         if isinstance(texts, (str, bytes)) or not isinstance(texts, Sequence):
             raise InputError(f"texts must be a sequence of str, got {type(texts).__name__}")
         if not texts:
             return np.zeros((0, len(self.labels)), np.float32)
-        return softmax(self.logits(*encode(self.tokenizer, texts, self.max_length, self.pad_id)))
+        return self.head.probabilities(self.logits(*encode(self.tokenizer, texts, self.max_length, self.pad_id)))
 
     def logits(self, ids: np.ndarray, lengths: np.ndarray) -> np.ndarray:
-        """(N, classes) logits for token ids (N, width) int64 and lengths (N,) int32, in their order.
+        """(N, outputs) logits for token ids (N, width) int64 and lengths (N,) int32, in their order.
 
         Rows are sorted by length and run batch_size at a time, so that short texts are
         not padded to a long neighbour's length (the LSTM would skip the padding anyway,
@@ -110,7 +130,7 @@ class TextClassifier(Model):
         if ids.size and (ids.min() < 0 or ids.max() >= self.vocab_size):
             raise InputError(f"token ids must lie in 0..{self.vocab_size - 1}")
         order = np.argsort(lengths, kind="stable")
-        out = np.empty((len(order), len(self.labels)), np.float32)
+        out = np.empty((len(order), self.outputs), np.float32)
         for start in range(0, len(order), self.batch_size):
             rows = order[start:start + self.batch_size]
             width = int(lengths[rows].max())
@@ -120,11 +140,12 @@ class TextClassifier(Model):
 
     def classify(self, texts: str | Sequence[str], top_k: int | None = None):
         """Labels with probabilities, most likely first: for one str a list of (label, prob),
-        for a sequence of str one such list per text. top_k=None returns every label."""
+        for a sequence of str one such list per text. top_k=None returns every label (a
+        multi-label head: every label at or over its threshold)."""
         single = isinstance(texts, str)
         if top_k is not None and (type(top_k) is not int or top_k < 1):
             raise InputError(f"top_k must be a positive int or None, got {top_k!r}")
         probs = self.probabilities([texts] if single else texts)
         k = min(top_k or len(self.labels), len(self.labels))
-        results = [[(self.labels[j], float(p[j])) for j in best(p, k)] for p in probs]
+        results = [[(self.labels[j], float(p[j])) for j in self.head.rank(p, k)] for p in probs]
         return results[0] if single else results
