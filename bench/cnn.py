@@ -73,7 +73,7 @@ def systems(bundles: list[Bundle], peers: set[str] | None, threads: int) -> tupl
 def reelrt_step(bundle: str, batch: int, threads: int) -> Step:
     from reelrt.runtime import load
 
-    model = load(bundle, device="cpu", threads=threads)
+    model = load(bundle, device="cpu", threads=threads, spin=True)
     spec = model.manifest.inputs[0]
     feeds = {spec.name: _pixels(batch, spec.shape[1], spec.shape[2])}
     return _discarding(lambda: model.run(feeds))
@@ -82,7 +82,7 @@ def reelrt_step(bundle: str, batch: int, threads: int) -> Step:
 def reelrt_frame_step(bundle: str, threads: int) -> Step:
     from reelrt.runtime import load
 
-    model = load(bundle, device="cpu", threads=threads)
+    model = load(bundle, device="cpu", threads=threads, spin=True)
     frame = hd_frame()
 
     def step() -> None:

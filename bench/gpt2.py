@@ -128,7 +128,7 @@ def bytes_per_token(manifest, context: int) -> int:
 
 def reelrt_generation(bundle: str, threads: int) -> Step:
     from reelrt.runtime import load
-    gen = load(bundle, threads=threads)
+    gen = load(bundle, threads=threads, spin=True)
     ids = prompt_ids(gen.text_vocab)
 
     def step() -> dict:

@@ -94,7 +94,7 @@ def parameter_bytes(config: dict) -> int:
 
 def reelrt_step(bundle: str, batch: int, sequence: int, threads: int) -> Step:
     from reelrt.runtime import load
-    classifier = load(bundle, device="cpu", threads=threads)
+    classifier = load(bundle, device="cpu", threads=threads, spin=True)
     ids, lengths = bench_inputs(classifier.vocab_size, batch, sequence)
 
     def step() -> None:

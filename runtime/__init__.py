@@ -1,5 +1,6 @@
-"""reelrt.runtime: load a bundle and run it. Depends on numpy, onnxruntime, tokenizers and
-OpenCV only; never on torch, onnx, transformers or optimum.
+"""reelrt.runtime: load a bundle and run it. Depends on numpy, onnxruntime and tokenizers, on
+OpenCV (`reelrt[images]`) and cryptography (`reelrt[signing]`) where installed; never on torch,
+onnx, transformers or optimum.
 
     from reelrt.runtime import load
     clf = load("bundles/mobilenet-int8")
@@ -8,8 +9,7 @@ OpenCV only; never on torch, onnx, transformers or optimum.
 from __future__ import annotations
 
 import os
-
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Sequence
 
 from reelrt.runtime.bundle import Bundle, Verify, open_bundle, verify_bundle
 from reelrt.runtime.errors import BackendUnavailableError, BundleError, InputError, ReelrtError, ValidationError
@@ -18,15 +18,24 @@ if TYPE_CHECKING:
     from reelrt.runtime.tasks.model import Model
 
 
-def load(path: str | os.PathLike, device: str = "auto", threads: int | None = None, verify: Verify = "auto") -> Model:
+def load(path: str | os.PathLike, device: str = "auto", threads: int | None = None, verify: Verify = "auto", *,
+         spin: bool = False, affinity: Sequence[int] | None = None,
+         trusted_keys: Sequence[str | os.PathLike | bytes] | None = None) -> Model:
     """Verify the bundle at `path` and return the task object its manifest names.
 
     device: "auto" (the compiled choice, CUDA when present, else CPU), "cpu" or "cuda".
-    threads: intra-op threads; default one per physical core.
+    threads: intra-op threads; default one per physical core (or per CPU of `affinity`).
     verify: "auto" trusts an unchanged, already-verified bundle; "always" re-hashes.
+    spin: let idle worker threads busy-wait between runs (lower latency, a busy core);
+      off by default so that a host's own threads keep the CPU.
+    affinity: CPU ids the worker threads may run on (Linux); None lets the OS place them.
+    trusted_keys: ed25519 public keys (files or PEM bytes); when given, the bundle must carry
+      a signature by one of them over its manifest (`reelrt sign`), else BundleError.
     """
-    bundle = open_bundle(path, verify=verify)
-    return task_class(bundle.manifest.task)(bundle, device=device, threads=threads)
+    from reelrt.runtime.backends.session import ThreadPolicy  # imports onnxruntime: only when loading
+    policy = ThreadPolicy(threads, spin, None if affinity is None else tuple(affinity))
+    bundle = open_bundle(path, verify=verify, trusted_keys=trusted_keys)
+    return task_class(bundle.manifest.task)(bundle, device=device, threads=policy)
 
 
 def task_class(task: str) -> type[Model]:

@@ -1,4 +1,4 @@
-"""`reelrt compile`, `reelrt run`, `reelrt inspect` and `reelrt verify`: the runtime's own subcommands."""
+"""`reelrt compile`, `run`, `inspect`, `verify`, `keygen` and `sign`: the runtime's own subcommands."""
 from __future__ import annotations
 
 import argparse
@@ -67,10 +67,25 @@ def _target(target: dict) -> str:
 
 
 def verify(args: argparse.Namespace) -> int:
-    from reelrt.runtime.bundle import verify_bundle
-    bundle = verify_bundle(args.bundle)
+    from reelrt.runtime.bundle import open_bundle
+    bundle = open_bundle(args.bundle, verify="always", trusted_keys=args.key)
     m = bundle.manifest
-    print(f"ok: {bundle.root} ({m.family}/{m.precision}, {len(m.artifacts)} artifacts verified)")
+    signed = f", signature by a trusted key ({len(args.key)} given)" if args.key else ""
+    print(f"ok: {bundle.root} ({m.family}/{m.precision}, {len(m.artifacts)} artifacts verified{signed})")
+    return 0
+
+
+def keygen(args: argparse.Namespace) -> int:
+    from reelrt.runtime.bundle.signing import generate_key_pair
+    private, public, kid = generate_key_pair(args.out)
+    print(f"key {kid}: private {private} (mode 0600, keep it secret), public {public} (ship it with the client)")
+    return 0
+
+
+def sign(args: argparse.Namespace) -> int:
+    from reelrt.runtime.bundle.signing import SIGNATURE_NAME, sign_bundle
+    kid = sign_bundle(args.bundle, args.key)
+    print(f"signed: {args.bundle}/{SIGNATURE_NAME} (key {kid})")
     return 0
 
 
@@ -83,12 +98,14 @@ INPUTS = {"image-classification": ("image", "--image", "images: pass --image FIL
 
 def run(args: argparse.Namespace) -> int:
     from reelrt.runtime import open_bundle, task_class
-    bundle = open_bundle(args.bundle)
+    from reelrt.runtime.backends.session import ThreadPolicy
+    bundle = open_bundle(args.bundle, trusted_keys=args.key)
     task = bundle.manifest.task
+    threads = ThreadPolicy(args.threads, args.spin)
     if task == "text-generation":
         _refuse(args, [(a, f) for a, f, *_ in INPUTS.values()], "not for this bundle, which generates text (pass --prompt)")
         _refuse_sampling_under_greedy(args, bundle.manifest.generation)
-        return _generate(task_class(task)(bundle, device=args.device, threads=args.threads), args)
+        return _generate(task_class(task)(bundle, device=args.device, threads=threads), args)
     attr, flag, hint, top_k = INPUTS[task]
     other_input = [(a, f) for a, f, *_ in INPUTS.values() if a != attr]
     generation_only = [option for option in GENERATION if option[0] != "top_k"]  # --top-k counts classes here
@@ -97,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
     if not items:
         from reelrt.runtime.errors import InputError
         raise InputError(f"this bundle classifies {hint}")
-    model = task_class(task)(bundle, device=args.device, threads=args.threads)
+    model = task_class(task)(bundle, device=args.device, threads=threads)
     for item, result in zip(items, model.classify(items, top_k=args.top_k or top_k)):
         print(item)
         for label, prob in result:
@@ -164,8 +181,22 @@ def add_parsers(sub) -> None:
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
                    help="cuda: UNVERIFIED, never run on a GPU")
     p.add_argument("--threads", type=positive_int, default=None, help="intra-op threads (default: one per core)")
+    p.add_argument("--spin", action=argparse.BooleanOptionalAction, default=False,
+                   help="let idle worker threads busy-wait between runs (default: off, they sleep)")
+    p.add_argument("--key", action="append", help="trusted public key: refuse the bundle unless signed by one (repeatable)")
 
     p = command(sub, "inspect", "reelrt.runtime.command:inspect", "summarise what a bundle holds")
     p.add_argument("bundle")
     p = command(sub, "verify", "reelrt.runtime.command:verify", "fully check a bundle's integrity (hash every artifact)")
     p.add_argument("bundle")
+    p.add_argument("--key", action="append", help="trusted public key: also require a signature by one (repeatable)")
+
+    p = command(sub, "keygen", "reelrt.runtime.command:keygen", "make an ed25519 key pair for signing bundles",
+                "Write a private key to OUT (mode 0600) and its public key to OUT.pub. Needs reelrt[signing].")
+    p.add_argument("--out", required=True, help="private key file (refuses to overwrite)")
+    p = command(sub, "sign", "reelrt.runtime.command:sign", "sign a bundle's manifest with a private key",
+                "Verify BUNDLE fully, then write manifest.sig beside its manifest.json: an ed25519 signature over the"
+                " manifest, which holds every artifact's sha256. Rewriting the bundle (quantize, compile) drops it.")
+    p.add_argument("bundle")
+    p.add_argument("--key", required=True, help="private key file from reelrt keygen")
+

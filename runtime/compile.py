@@ -40,7 +40,7 @@ from typing import Callable
 import numpy as np
 
 from reelrt.runtime.backends import Backend, opener
-from reelrt.runtime.backends.session import physical_cores
+from reelrt.runtime.backends.session import ThreadPolicy, physical_cores
 from reelrt.runtime.bundle import Bundle, BundleWriter, open_bundle
 from reelrt.runtime.errors import BackendUnavailableError, ValidationError
 from reelrt.runtime.reference import check_against_source, reference_feeds, reference_prompt
@@ -99,7 +99,8 @@ def compile_cpu(path: str | Path, out: str | Path | None = None, threads: int | 
         try:
             if manifest.task == "text-generation" and cand.backend != "onnxruntime":
                 raise BackendUnavailableError("text generation binds its key/value cache as ONNX Runtime buffers")
-            backend = opener(cand.backend)(bundle, manifest.model, "cpu", threads,
+            # spinning on, as in every benchmark: candidates are timed back to back
+            backend = opener(cand.backend)(bundle, manifest.model, "cpu", ThreadPolicy(threads, spin=True),
                                            {"inference_precision": cand.inference_precision})
             step = timed_step(bundle, backend, feeds)
         except BackendUnavailableError as e:

@@ -1,7 +1,8 @@
 """A generated corpus of hostile and broken bundles.
 
 Each case takes a freshly written valid bundle of one kind ("image": a tiny CNN bundle,
-"text": a tiny text-classification bundle, "generator": a tiny GPT-2 bundle) and damages it
+"text": a tiny text-classification bundle, "generator": a tiny GPT-2 bundle, "signed": a tiny
+CNN bundle signed by the corpus's publisher key, loaded with that key trusted) and damages it
 the way a hostile or broken download would; CASES names the case, the refusal fragment it
 must get and the kind of bundle it damages (a case for several kinds is registered once per
 kind, as NAME for the first and NAME_KIND for the others). Nothing here is a hand-edited binary: run
@@ -293,6 +294,110 @@ def tokenizer_path_traversal(b: Path) -> None:
     _save(b, doc)
 
 
+# -- signatures (bundles of kind "signed", loaded with the publisher's key trusted) ----------
+
+PUBLISHER = "publisher.key"
+
+
+def publisher_key(root: Path) -> Path:
+    """The public key the "signed" cases under `root` are loaded with."""
+    return root / "keys" / f"{PUBLISHER}.pub"
+
+
+def signed_maker(make: Callable[[Path], Path], root: Path) -> Callable[[Path], Path]:
+    """A maker of bundles signed by the corpus's publisher key (made under root/keys once)."""
+    from reelrt.runtime.bundle.signing import generate_key_pair, sign_bundle
+    (root / "keys").mkdir(parents=True, exist_ok=True)
+    if not (root / "keys" / PUBLISHER).exists():
+        generate_key_pair(root / "keys" / PUBLISHER)
+
+    def maker(out: Path) -> Path:
+        bundle = make(out)
+        sign_bundle(bundle, root / "keys" / PUBLISHER)
+        return bundle
+    return maker
+
+
+def _resign_with_another_key(bundle: Path) -> dict:
+    """Sign the bundle with a key nobody trusts; return the publisher's signature document it replaced."""
+    from reelrt.runtime.bundle.signing import generate_key_pair, sign_bundle
+    original = json.loads((bundle / "manifest.sig").read_text())
+    other = bundle.parent / f"{bundle.name}-stranger.key"
+    generate_key_pair(other)
+    sign_bundle(bundle, other)
+    return original
+
+
+@case("unsigned", kinds=("signed",))
+def signature_removed(b: Path) -> None:
+    (b / "manifest.sig").unlink()
+
+
+@case("not among the trusted keys", kinds=("signed",))
+def signed_by_another_key(b: Path) -> None:
+    _resign_with_another_key(b)
+
+
+@case("changed after it was signed", kinds=("signed",))
+def signed_key_id_forged(b: Path) -> None:
+    """Another key's signature, labelled with the publisher's key id."""
+    original = _resign_with_another_key(b)
+    doc = json.loads((b / "manifest.sig").read_text())
+    doc["key_id"] = original["key_id"]
+    (b / "manifest.sig").write_text(json.dumps(doc))
+
+
+@case("changed after it was signed", kinds=("signed",))
+def signed_manifest_edited(b: Path) -> None:
+    doc = _manifest(b)
+    doc["labels"] = ["cat", "dog", "car"]
+    _save(b, doc)
+
+
+@case("changed after it was signed", kinds=("signed",))
+def signed_model_replaced_and_rehashed(b: Path) -> None:
+    data = bytearray((b / "model.onnx").read_bytes())
+    data[len(data) // 2] ^= 0x55
+    (b / "model.onnx").write_bytes(bytes(data))
+    _rehash(b, "model.onnx")
+
+
+@case("sha256", kinds=("signed",))
+def signed_model_modified(b: Path) -> None:
+    checksum_mismatch(b)
+
+
+@case("malformed", kinds=("signed",))
+def signature_not_json(b: Path) -> None:
+    (b / "manifest.sig").write_bytes(b"\x00\x01 not a signature")
+
+
+@case("64 bytes", kinds=("signed",))
+def signature_truncated(b: Path) -> None:
+    doc = json.loads((b / "manifest.sig").read_text())
+    doc["signature"] = doc["signature"][:40]
+    (b / "manifest.sig").write_text(json.dumps(doc))
+
+
+@case("over the", kinds=("signed",))
+def signature_oversized(b: Path) -> None:
+    doc = json.loads((b / "manifest.sig").read_text())
+    doc["padding"] = "x" * 8192
+    (b / "manifest.sig").write_text(json.dumps(doc))
+
+
+@case("not a regular file", kinds=("signed",))
+def signature_is_symlink(b: Path) -> None:
+    _move_out_and_link(b, "manifest.sig")
+
+
+@case("cannot be an artifact")
+def signature_listed_as_artifact(b: Path) -> None:
+    doc = _manifest(b)
+    doc["artifacts"].append({"path": "manifest.sig", "size": 1, "sha256": "0" * 64})
+    _save(b, doc)
+
+
 def generate(root: Path, makers: dict[str, Callable[[Path], Path]]) -> dict[str, tuple[Path, str]]:
     """Write every case under root, each from a fresh valid bundle of its kind (makers: kind ->
     writer of a valid bundle); return name -> (bundle path, expected refusal fragment)."""
@@ -311,6 +416,8 @@ if __name__ == "__main__":
     from reelrt.export.gpt2 import export
     out = Path(sys.argv[1] if len(sys.argv) > 1 else "hostile-bundles")
     makers = {"image": make_tiny_bundle, "text": make_tiny_text_bundle,
-              "generator": lambda path: export(path, config="tiny", threads=1)}
+              "generator": lambda path: export(path, config="tiny", threads=1),
+              "signed": signed_maker(make_tiny_bundle, out)}
     for name, (path, expected) in generate(out, makers).items():
-        print(f"{name:<36} {path}  (must be refused: ...{expected}...)")
+        trusted = f" with trusted key {publisher_key(out)}" if CASES[name][2] == "signed" else ""
+        print(f"{name:<36} {path}  (must be refused{trusted}: ...{expected}...)")

@@ -9,7 +9,7 @@ import pytest
 
 from reelrt.cli import build_parser, main
 
-COMMANDS = ["export", "train", "quantize", "compile", "run", "bench", "demo", "inspect", "verify"]
+COMMANDS = ["export", "train", "quantize", "compile", "run", "bench", "demo", "inspect", "verify", "keygen", "sign"]
 
 
 @pytest.mark.parametrize("argv", [[], *([c] for c in COMMANDS), ["export", "cnn"], ["export", "lstm"],

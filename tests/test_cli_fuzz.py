@@ -11,7 +11,7 @@ import sys
 import pytest
 
 from conftest import make_tiny_bundle
-from hostile_corpus import CASES, generate
+from hostile_corpus import CASES, generate, publisher_key, signed_maker
 from reelrt.cli import main
 
 # {cnn}, {text}, {gpt2}: valid bundles; {missing}: a path that does not exist; {tmp}: a scratch directory
@@ -85,14 +85,17 @@ def test_bad_invocation_is_one_line_and_exit_2(template, places, capsys):
 def hostile(tmp_path_factory, tiny_text_bundle, gpt2_tiny_bundle):
     def copier(source):
         return lambda out: shutil.copytree(source, out)
-    return generate(tmp_path_factory.mktemp("hostile-cli"),
-                    {"image": make_tiny_bundle, "text": copier(tiny_text_bundle), "generator": copier(gpt2_tiny_bundle)})
+    root = tmp_path_factory.mktemp("hostile-cli")
+    return root, generate(root, {"image": make_tiny_bundle, "text": copier(tiny_text_bundle),
+                                 "generator": copier(gpt2_tiny_bundle), "signed": signed_maker(make_tiny_bundle, root)})
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_hostile_bundles_are_one_line_and_exit_2(name, hostile, places, capsys):
-    path, expected = hostile[name]
-    option = {"image": ["--image", str(places["png"])], "text": ["--text", "hi"], "generator": ["--prompt", "hi"]}
+    root, cases = hostile
+    path, expected = cases[name]
+    option = {"image": ["--image", str(places["png"])], "text": ["--text", "hi"], "generator": ["--prompt", "hi"],
+              "signed": ["--image", str(places["png"]), "--key", str(publisher_key(root))]}
     err = one_line_exit_2(["run", str(path), *option[CASES[name][2]]], capsys)
     assert re.search(expected, err, re.IGNORECASE), err
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from conftest import make_tiny_bundle, make_tiny_text_bundle
-from hostile_corpus import CASES, generate
+from hostile_corpus import CASES, generate, publisher_key, signed_maker
 from manifest_schema import schema_errors
 from reelrt.runtime import BundleError, load
 from reelrt.runtime.bundle.manifest import parse_manifest
@@ -28,8 +28,9 @@ def corpus(tmp_path_factory, gpt2_tiny_bundle):
 
     def copier(source):  # one export, copied per case: the cases damage copies, never the source
         return lambda out: shutil.copytree(source, out)
-    return generate(tmp_path_factory.mktemp("hostile"),
-                    {"image": make_tiny_bundle, "text": copier(text), "generator": copier(gpt2_tiny_bundle)})
+    root = tmp_path_factory.mktemp("hostile")
+    return root, generate(root, {"image": make_tiny_bundle, "text": copier(text), "generator": copier(gpt2_tiny_bundle),
+                                 "signed": signed_maker(make_tiny_bundle, root)})
 
 
 @pytest.fixture
@@ -43,12 +44,14 @@ def no_sessions(monkeypatch):
 
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_refused_before_any_session(corpus, name, no_sessions):
-    path, expected = corpus[name]
+    root, cases = corpus
+    path, expected = cases[name]
+    trusted = [publisher_key(root)] if CASES[name][2] == "signed" else None
     tracemalloc.start()
     start = time.perf_counter()
     try:
         with pytest.raises(BundleError, match=expected):
-            load(path, verify="always")
+            load(path, verify="always", trusted_keys=trusted)
     finally:
         elapsed = time.perf_counter() - start
         peak = tracemalloc.get_traced_memory()[1]
@@ -84,12 +87,15 @@ def test_corpus_covers_the_threats():
     for needed in ("manifest_path_traversal", "external_data_traversal", "symlink_out_of_bundle", "checksum_mismatch",
                    "truncated_model", "zero_byte_model", "manifest_absurd_size", "manifest_absurd_depth",
                    "absurd_dimensions", "unknown_format_version", "wrong_family_task", "tokenizer_not_json",
-                   "tokenizer_not_json_generator"):
+                   "tokenizer_not_json_generator", "signature_removed", "signed_by_another_key",
+                   "signed_manifest_edited", "signed_model_replaced_and_rehashed", "signed_model_modified"):
         assert needed in CASES
 
 
 def test_valid_bundle_still_loads(tmp_path):
-    """The corpus's starting point is accepted, so every refusal above is due to its damage."""
+    """The corpus's starting points are accepted, so every refusal above is due to its damage."""
     from reelrt.runtime import Model, open_bundle
     bundle = make_tiny_bundle(tmp_path / "valid")
     assert Model(open_bundle(bundle, verify="always"), device="cpu").backend is not None
+    signed = signed_maker(make_tiny_bundle, tmp_path)(tmp_path / "signed")
+    assert load(signed, device="cpu", verify="always", trusted_keys=[publisher_key(tmp_path)]).backend is not None

@@ -1,7 +1,8 @@
 """The wheel: one `reelrt` namespace, runtime-only dependencies, and it works without torch.
 
 Builds the wheel, checks what it holds, installs it with its base dependencies alone in a
-fresh virtual environment and runs a bundle there: the install a game client gets.
+fresh virtual environment and runs a bundle there: the install a game client gets, without
+torch and without OpenCV, classifying raw frames as the OpenCV path does.
 """
 from __future__ import annotations
 
@@ -36,13 +37,19 @@ def test_wheel_maps_stage_folders_into_one_namespace(wheel):
     assert not any("experiments" in n for n in names)   # bench/experiments/ stays in the repository
 
 
-@pytest.mark.slow
-def test_wheel_runs_a_bundle_in_a_fresh_venv_without_torch(wheel, tiny_bundle, tmp_path):
-    venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    py = venv / "bin" / "python"
+@pytest.fixture(scope="module")
+def base_venv(wheel, tmp_path_factory) -> Path:
+    """A fresh venv holding the wheel with its base dependencies only; returns its python."""
+    from reelrt.bench.install_size import fresh_venv
+    py = fresh_venv(tmp_path_factory.mktemp("venv") / "venv")
     subprocess.run([str(py), "-m", "pip", "install", "-q", "-c", str(ROOT / "constraints.txt"), str(wheel)],
                    check=True, capture_output=True)
+    return py
+
+
+@pytest.mark.slow
+def test_wheel_runs_a_bundle_in_a_fresh_venv_without_torch(base_venv, tiny_bundle, tmp_path):
+    py, venv = base_venv, base_venv.parent.parent
     probe = (
         "import sys, numpy as np\n"
         "from reelrt.runtime import open_bundle, Model\n"
@@ -58,3 +65,45 @@ def test_wheel_runs_a_bundle_in_a_fresh_venv_without_torch(wheel, tiny_bundle, t
                          capture_output=True, text=True)
     assert cli.returncode == 0, cli.stderr
     assert "image-classification" in cli.stdout
+
+
+# Run in the base venv: classify raw frames of every layout without OpenCV, as logits.
+_RAW_FRAMES = """
+import sys, numpy as np, importlib.util
+assert importlib.util.find_spec('cv2') is None, 'OpenCV is installed in the base venv'
+from reelrt.runtime import load, InputError
+data = np.load(sys.argv[2])
+clf = load(sys.argv[1], device='cpu', threads=1)
+np.savez(sys.argv[3], **{k: clf.logits(data[k], rgb=k.startswith('rgb')) for k in data.files})
+try:
+    clf.classify(b'\\x89PNG not decodable here')
+except InputError as e:
+    assert 'reelrt[images]' in str(e), e
+    print('ok')
+"""
+
+
+@pytest.mark.slow
+def test_raw_frames_classify_without_opencv_as_with_it(base_venv, tiny_cnn_bundle, tmp_path):
+    """The base venv (no cv2) gives the logits this venv's OpenCV path gives, within the fp32 tolerance."""
+    import cv2  # noqa: F401  (this side is the OpenCV path)
+    import numpy as np
+
+    from reelrt.runtime.validation import check, compare
+    from reelrt.runtime import load
+    rng = np.random.default_rng(5)
+    frames = {"bgr": rng.integers(0, 256, (48, 64, 3), np.uint8), "rgb": rng.integers(0, 256, (31, 45, 3), np.uint8),
+              "rgba": rng.integers(0, 256, (30, 22, 4), np.uint8), "bgra": rng.integers(0, 256, (40, 40, 4), np.uint8),
+              "gray": rng.integers(0, 256, (20, 26), np.uint8), "small": rng.integers(0, 256, (9, 7, 3), np.uint8),
+              "hd": rng.integers(0, 256, (1080, 1920, 3), np.uint8),
+              "batch": rng.integers(0, 256, (4, 36, 36, 3), np.uint8)}
+    np.savez(tmp_path / "frames.npz", **frames)
+    result = subprocess.run([str(base_venv), "-c", _RAW_FRAMES, str(tiny_cnn_bundle), str(tmp_path / "frames.npz"),
+                             str(tmp_path / "logits.npz")], cwd=tmp_path, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ok"
+    without = np.load(tmp_path / "logits.npz")
+    clf = load(tiny_cnn_bundle, device="cpu", threads=1)
+    for name, frame in frames.items():
+        check(compare(clf.logits(frame, rgb=name.startswith("rgb")), without[name]), "fp32",
+              f"{name} frames without OpenCV", top1=True)

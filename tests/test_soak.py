@@ -2,6 +2,7 @@
 (the long run is `python -m reelrt.bench.soak`, figures in bench/RESULTS.md)."""
 from __future__ import annotations
 
+import mmap
 import threading
 
 import numpy as np
@@ -34,7 +35,11 @@ kept: list = []
 
 
 def leak_memory(i: int) -> None:
-    kept.append(np.ones(64 * 1024, np.uint8))  # 64 KB a call
+    """64 KB a call, in fresh anonymous pages: a heap allocation could reuse memory that earlier
+    tests of the same process freed, and then RSS would not grow however much leaked."""
+    pages = mmap.mmap(-1, 64 * 1024, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    pages.write(b"\1" * len(pages))
+    kept.append(pages)
 
 
 def leak_file(i: int) -> None:

@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--calls", type=int, default=300, help="classify() calls per round and layout")
     args = p.parse_args(argv)
 
-    clf = load(args.bundle, device="cpu")
+    clf = load(args.bundle, device="cpu", spin=True)
     frame = np.random.default_rng(0).integers(0, 256, (1080, 1920, 3), np.uint8)
     layouts = {"per-thread buffer": ImageClassifier._batch, "shared buffer": _shared_batch}
     times: dict[str, list[float]] = {name: [] for name in layouts}

@@ -16,6 +16,7 @@ import numpy as np
 import onnxruntime as ort
 
 from reelrt.runtime.backends.onnxruntime import OrtBackend, open_onnxruntime
+from reelrt.runtime.backends.session import ThreadPolicy
 from reelrt.runtime.bundle import Bundle
 from reelrt.runtime.errors import BackendUnavailableError
 
@@ -34,11 +35,12 @@ class Backend(Protocol):
     def run(self, feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]: ...
 
 
-Opener = Callable[[Bundle, str, str, "int | None", dict], Backend]
+Opener = Callable[[Bundle, str, str, ThreadPolicy, dict], Backend]
 
 
-def open_backend(bundle: Bundle, device: str = "auto", threads: int | None = None) -> Backend:
+def open_backend(bundle: Bundle, device: str = "auto", threads: ThreadPolicy | int | None = None) -> Backend:
     """The backend `reelrt compile` chose for this bundle, else ONNX Runtime on the default model."""
+    threads = ThreadPolicy.of(threads)
     target = bundle.manifest.target
     name = target.get("backend", "onnxruntime")
     if _wants_gpu(name, device):

@@ -6,7 +6,7 @@ from typing import Mapping
 
 import numpy as np
 
-from reelrt.runtime.backends.session import create_session
+from reelrt.runtime.backends.session import ThreadPolicy, create_session
 from reelrt.runtime.bundle import Bundle
 
 
@@ -26,6 +26,6 @@ class OrtBackend:
         return self.session.run(self.output_names, dict(feeds))
 
 
-def open_onnxruntime(bundle: Bundle, artifact: str, device: str, threads: int | None, options: dict) -> OrtBackend:
+def open_onnxruntime(bundle: Bundle, artifact: str, device: str, threads: ThreadPolicy, options: dict) -> OrtBackend:
     art = bundle.manifest.artifacts[artifact]
     return OrtBackend(create_session(bundle.path(artifact), art.sha256, device=device, threads=threads))

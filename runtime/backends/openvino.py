@@ -14,7 +14,7 @@ import numpy as np
 from reelrt.runtime.bundle import Bundle
 from reelrt.runtime.bundle.cache import cache_dir
 from reelrt.runtime.errors import BackendUnavailableError, BundleError
-from reelrt.runtime.backends.session import physical_cores
+from reelrt.runtime.backends.session import ThreadPolicy
 
 PRECISION_HINTS = {"f32": "f32", "bf16": "bf16", "fp32": "f32"}
 
@@ -35,10 +35,19 @@ class OpenVinoBackend:
         return [results[o] for o in self._outputs]
 
 
-def open_openvino(bundle: Bundle, artifact: str, device: str, threads: int | None, options: dict) -> OpenVinoBackend:
-    """Compile `artifact` for the CPU; BackendUnavailableError when OpenVINO is not installed or cannot run it."""
+def open_openvino(bundle: Bundle, artifact: str, device: str, threads: ThreadPolicy | int | None,
+                  options: dict) -> OpenVinoBackend:
+    """Compile `artifact` for the CPU; BackendUnavailableError when OpenVINO is not installed or cannot run it.
+
+    Threads: OpenVINO takes the count. It has no spinning switch (its TBB workers park by
+    themselves), and it cannot pin its workers to chosen CPUs, only to CPUs of its own choosing
+    (ENABLE_CPU_PINNING): reelrt keeps that off, and an `affinity` request is refused here, so
+    the bundle runs on ONNX Runtime, which honours it."""
     if device not in ("auto", "cpu"):
         raise BackendUnavailableError(f"reelrt runs OpenVINO on the CPU only, not device={device!r}")
+    threads = ThreadPolicy.of(threads)
+    if threads.affinity:
+        raise BackendUnavailableError("OpenVINO cannot pin its threads to chosen CPUs (affinity was asked for)")
     try:
         import openvino as ov
     except ImportError as e:
@@ -46,8 +55,8 @@ def open_openvino(bundle: Bundle, artifact: str, device: str, threads: int | Non
     hint = options.get("inference_precision", "f32")
     if hint not in PRECISION_HINTS:
         raise BundleError(f"unknown OpenVINO inference_precision {hint!r} in the bundle's target")
-    config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": threads or physical_cores(),
-              "INFERENCE_PRECISION_HINT": PRECISION_HINTS[hint], "NUM_STREAMS": 1}
+    config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": threads.threads,
+              "INFERENCE_PRECISION_HINT": PRECISION_HINTS[hint], "NUM_STREAMS": 1, "ENABLE_CPU_PINNING": False}
     core = ov.Core()
     cache = cache_dir("openvino")
     try:

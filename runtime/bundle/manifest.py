@@ -8,14 +8,18 @@ dependencies to numpy, onnxruntime, tokenizers and OpenCV.
 from __future__ import annotations
 
 import json
+import os
 import re
+import stat
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from reelrt.runtime.errors import BundleError
 
 FORMAT_VERSION = 1
 MANIFEST_NAME = "manifest.json"
+SIGNATURE_NAME = "manifest.sig"   # beside the manifest, never an artifact: it signs the manifest
 MAX_MANIFEST_BYTES = 4 * 1024 * 1024
 MAX_JSON_DEPTH = 32
 MAX_DIM = 1 << 31            # no real tensor axis is longer than this
@@ -144,6 +148,8 @@ def manifest_from_json(doc: Any) -> Manifest:
         art = _artifact(a, f"artifacts[{i}]")
         if art.path in artifacts:
             raise BundleError(f"artifact {art.path!r} is listed twice")
+        if art.path in (MANIFEST_NAME, SIGNATURE_NAME):
+            raise BundleError(f"{art.path!r} cannot be an artifact: the manifest cannot list itself or its signature")
         artifacts[art.path] = art
     model = check_relative_path(_get(doc, "model", str), "model")
     if model not in artifacts:
@@ -261,3 +267,17 @@ def _tensor(t: Any, where: str) -> TensorSpec:
         raise BundleError(f"{where} ({name}): fixed dimensions hold {fixed} elements (> {MAX_ELEMENTS}), an absurd shape")
     return TensorSpec(name, dtype, tuple(shape))
 
+
+def read_bundle_file(path: Path, limit: int, missing: str) -> bytes:
+    """The bytes of a small file of the bundle (the manifest, its signature); BundleError with
+    `missing` when it is absent, and when it is a symlink or not a regular file, or over `limit`."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        raise BundleError(missing) from None
+    if not stat.S_ISREG(st.st_mode):
+        raise BundleError(f"{path.name} in {path.parent} is not a regular file (symlinks are refused)")
+    if st.st_size > limit:
+        raise BundleError(f"{path.name} is {st.st_size} bytes, over the {limit}-byte limit")
+    with open(path, "rb") as f:
+        return f.read(limit + 1)

@@ -22,12 +22,14 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Literal
+from typing import Callable, Literal, Sequence
 
 from reelrt.runtime.bundle.cache import cache_dir, write_atomic
 from reelrt.runtime.errors import BundleError
-from reelrt.runtime.bundle.manifest import MANIFEST_NAME, MAX_MANIFEST_BYTES, Artifact, Manifest, check_relative_path, parse_manifest
+from reelrt.runtime.bundle.manifest import (MANIFEST_NAME, MAX_MANIFEST_BYTES, Artifact, Manifest, check_relative_path,
+                                            parse_manifest, read_bundle_file)
 from reelrt.runtime.bundle.onnx_scan import external_data_locations
+from reelrt.runtime.bundle.signing import TrustedKey, check_signature
 
 Verify = Literal["auto", "always", "never"]
 _CHUNK = 1 << 20
@@ -50,11 +52,16 @@ class Bundle:
         return self.path(self.manifest.model)
 
 
-def open_bundle(path: str | os.PathLike, verify: Verify = "auto") -> Bundle:
+def open_bundle(path: str | os.PathLike, verify: Verify = "auto",
+                trusted_keys: Sequence[TrustedKey] | None = None) -> Bundle:
     """Validate a bundle directory and return it; raise BundleError naming what is wrong.
 
     verify="auto" hashes artifacts unless a trust record shows them unchanged since the
     last full check, "always" hashes every time, "never" checks only presence and sizes.
+    trusted_keys: when given, manifest.sig must be a signature of manifest.json by one of
+    them, checked before the manifest is parsed and at every open (it costs well under a
+    millisecond); the artifacts are bound to it by their sha256 in the signed manifest, so
+    verify="never" would leave their contents unchecked.
     """
     if verify not in ("auto", "always", "never"):
         raise ValueError(f"verify must be 'auto', 'always' or 'never', not {verify!r}")
@@ -63,6 +70,8 @@ def open_bundle(path: str | os.PathLike, verify: Verify = "auto") -> Bundle:
         raise BundleError(f"{root} is not a bundle directory (no such directory)")
     root = root.resolve()
     manifest_raw = _read_manifest(root)
+    if trusted_keys is not None:  # before parsing: the parser never sees an unauthenticated manifest
+        check_signature(root, manifest_raw, trusted_keys)
     manifest = parse_manifest(manifest_raw)
     stats = {rel: _artifact_stat(root, art) for rel, art in manifest.artifacts.items()}
     if verify == "never":
@@ -90,17 +99,7 @@ def sha256_file(path: Path) -> str:
 
 
 def _read_manifest(root: Path) -> bytes:
-    mpath = root / MANIFEST_NAME
-    try:
-        st = os.lstat(mpath)
-    except FileNotFoundError:
-        raise BundleError(f"{root} has no {MANIFEST_NAME}: not a reelrt bundle") from None
-    if not stat.S_ISREG(st.st_mode):
-        raise BundleError(f"{MANIFEST_NAME} in {root} is not a regular file (symlinks are refused)")
-    if st.st_size > MAX_MANIFEST_BYTES:
-        raise BundleError(f"{MANIFEST_NAME} is {st.st_size} bytes, over the {MAX_MANIFEST_BYTES}-byte limit")
-    with open(mpath, "rb") as f:
-        return f.read(MAX_MANIFEST_BYTES + 1)
+    return read_bundle_file(root / MANIFEST_NAME, MAX_MANIFEST_BYTES, f"{root} has no {MANIFEST_NAME}: not a reelrt bundle")
 
 
 def _artifact_stat(root: Path, art: Artifact) -> os.stat_result:

@@ -1,7 +1,10 @@
 """ImageClassifier: frames, files or encoded bytes in, top-k labels with probabilities out.
 
 Frames arrive the way OpenCV and video decoders hand them over: HxWx3 uint8 BGR (RGB with
-`rgb=True`), HxW grayscale or HxWx4 with alpha. Preprocessing follows the bundle's
+`rgb=True`), HxW grayscale or HxWx4 with alpha. OpenCV is optional (`reelrt[images]`): it
+decodes files and encoded bytes and resizes fastest; without it raw frames classify the same
+(runtime/tasks/pixels.py does OpenCV's resize and colour arithmetic in numpy, bit for bit), and
+a file or encoded image raises InputError naming the extra. Preprocessing follows the bundle's
 manifest (`preprocessing`: size, resize/crop policy, interpolation, scale, mean/std,
 channel order, NCHW layout). It crops before it resizes, so a 1080p frame costs one
 small resize and colour conversion of the region the model will see, and it writes into
@@ -30,28 +33,30 @@ MAX_FRAME_PIXELS = 1 << 26
 # or imported OpenCV before reelrt, keeps its own value; check_frame still refuses the result.
 _OPENCV_PIXEL_LIMIT = os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(MAX_FRAME_PIXELS))
 
-import cv2  # noqa: E402  (after the pixel limit above)
+try:
+    import cv2  # noqa: E402  (after the pixel limit above)
+except ImportError:  # the base install: raw frames only
+    cv2 = None
 import numpy as np  # noqa: E402
 
+from reelrt.runtime.backends.session import ThreadPolicy
 from reelrt.runtime.bundle import Bundle
 from reelrt.runtime.bundle.manifest import Manifest
-from reelrt.runtime.errors import BundleError, InputError
+from reelrt.runtime.errors import BackendUnavailableError, BundleError, InputError
+from reelrt.runtime.tasks import pixels
 from reelrt.runtime.tasks.model import Model
 from reelrt.runtime.tasks.ranking import Head, read_head
 
 Prediction = list[tuple[str, float]]
 
-# (channels of the frame, frame is RGB) -> cv2 conversion code, per model channel order
-_CONVERSIONS = {
-    "RGB": {(1, False): cv2.COLOR_GRAY2RGB, (3, False): cv2.COLOR_BGR2RGB, (4, False): cv2.COLOR_BGRA2RGB,
-            (1, True): cv2.COLOR_GRAY2RGB, (3, True): None, (4, True): cv2.COLOR_RGBA2RGB},
-    "BGR": {(1, False): cv2.COLOR_GRAY2BGR, (3, False): None, (4, False): cv2.COLOR_BGRA2BGR,
-            (1, True): cv2.COLOR_GRAY2BGR, (3, True): cv2.COLOR_RGB2BGR, (4, True): cv2.COLOR_RGBA2BGR},
-    "GRAY": {(1, False): None, (3, False): cv2.COLOR_BGR2GRAY, (4, False): cv2.COLOR_BGRA2GRAY,
-             (1, True): None, (3, True): cv2.COLOR_RGB2GRAY, (4, True): cv2.COLOR_RGBA2GRAY},
-}
-_INTERPOLATION = {"area": cv2.INTER_AREA, "linear": cv2.INTER_LINEAR, "cubic": cv2.INTER_CUBIC,
-                  "nearest": cv2.INTER_NEAREST, "lanczos": cv2.INTER_LANCZOS4}
+# (channels of the frame, frame is RGB) -> the frame's colour layout
+_LAYOUTS = {(1, False): "GRAY", (1, True): "GRAY", (3, False): "BGR", (3, True): "RGB",
+            (4, False): "BGRA", (4, True): "RGBA"}
+_ORDERS = ("RGB", "BGR", "GRAY")
+# the manifest's interpolation names -> OpenCV's flags (numpy has area and linear only)
+_INTERPOLATION = {"area": "INTER_AREA", "linear": "INTER_LINEAR", "cubic": "INTER_CUBIC", "nearest": "INTER_NEAREST",
+                  "lanczos": "INTER_LANCZOS4"}
+_NUMPY_RESIZE = {"area": pixels.resize_area, "linear": pixels.resize_linear}
 _MAX_FILE_BYTES = 256 * 1024 * 1024
 
 
@@ -64,16 +69,22 @@ class Preprocessor:
             self.order = policy.get("channel_order", "RGB")
             self.resize = policy.get("resize")
             self.crop = policy.get("crop", "center" if self.resize else "none")
-            self.interpolation = _INTERPOLATION[policy.get("interpolation", "area")]
+            self.interpolation = policy.get("interpolation", "area")
             scale = float(policy.get("scale", 255.0))
             self.channels = 1 if self.order == "GRAY" else 3
             mean = np.asarray(policy.get("mean", [0.0] * self.channels), np.float32) * scale
             std = np.asarray(policy.get("std", [1.0] * self.channels), np.float32) * scale
         except (KeyError, TypeError, ValueError) as e:
             raise BundleError(f"manifest preprocessing is malformed ({e!r}): {policy}") from None
-        if self.order not in _CONVERSIONS or policy.get("layout", "NCHW") != "NCHW" or self.crop not in ("center", "none"):
+        if self.order not in _ORDERS or policy.get("layout", "NCHW") != "NCHW" or self.crop not in ("center", "none"):
             raise BundleError(f"unsupported preprocessing {policy}: channel_order RGB/BGR/GRAY, layout NCHW,"
                               " crop center/none")
+        if self.interpolation not in _INTERPOLATION:
+            raise BundleError(f"unsupported preprocessing interpolation {self.interpolation!r}:"
+                              f" one of {sorted(_INTERPOLATION)}")
+        if cv2 is None and self.interpolation not in _NUMPY_RESIZE:
+            raise BackendUnavailableError(f"this bundle resizes with {self.interpolation!r} interpolation, which needs"
+                                          " OpenCV: pip install 'reelrt[images]'")
         if self.crop == "center" and (not isinstance(self.resize, (int, float)) or self.resize <= 0):
             raise BundleError(f"preprocessing crop 'center' needs a positive 'resize' (the shorter side): {policy}")
         if mean.shape != (self.channels,) or std.shape != (self.channels,) or not (std > 0).all():
@@ -103,15 +114,20 @@ class Preprocessor:
         window = frame[y0:y1, x0:x1]
         if window.shape[:2] != (self.height, self.width):
             shrinking = window.shape[0] >= self.height and window.shape[1] >= self.width
-            window = cv2.resize(window, (self.width, self.height),
-                                interpolation=self.interpolation if shrinking else cv2.INTER_LINEAR)
-        channels = 1 if window.ndim == 2 else window.shape[2]
-        code = _CONVERSIONS[self.order][(channels, rgb)]
-        if code is not None:
-            window = cv2.cvtColor(window, code)
+            window = _resize(window, self.width, self.height, self.interpolation if shrinking else "linear")
+        layout = _LAYOUTS[(1 if window.ndim == 2 else window.shape[2], rgb)]
+        if layout != self.order:
+            window = (cv2.cvtColor(window, getattr(cv2, f"COLOR_{layout}2{self.order}")) if cv2 is not None
+                      else pixels.convert(window, layout, self.order))
         chw = window.reshape(self.height, self.width, self.channels).transpose(2, 0, 1)
         np.subtract(chw, self.mean, out=out, dtype=np.float32)
         np.multiply(out, self.inv_std, out=out)
+
+
+def _resize(window: np.ndarray, width: int, height: int, interpolation: str) -> np.ndarray:
+    if cv2 is None:
+        return _NUMPY_RESIZE[interpolation](window, width, height)
+    return cv2.resize(window, (width, height), interpolation=getattr(cv2, _INTERPOLATION[interpolation]))
 
 
 class ImageClassifier(Model):
@@ -126,7 +142,9 @@ class ImageClassifier(Model):
     nothing per call.
     """
 
-    def __init__(self, bundle: Bundle, device: str = "auto", threads: int | None = None):
+    submits = "classify"
+
+    def __init__(self, bundle: Bundle, device: str = "auto", threads: ThreadPolicy | int | None = None):
         # every check of the bundle comes before the session: a bad bundle never reaches a backend
         m = bundle.manifest
         self.preprocess, self.head = self.check_manifest(m)
@@ -208,6 +226,9 @@ def load_frame(item: Any, channels: int) -> np.ndarray:
     """A uint8 HxW or HxWxC frame from an array, a file path or encoded bytes; InputError otherwise."""
     if isinstance(item, np.ndarray):
         return check_frame(item)
+    if cv2 is None and isinstance(item, (bytes, bytearray, memoryview, str, os.PathLike)):
+        raise InputError("decoding image files and encoded bytes needs OpenCV: pip install 'reelrt[images]',"
+                         " or pass decoded uint8 frames")
     flag = cv2.IMREAD_GRAYSCALE if channels == 1 else cv2.IMREAD_COLOR
     if isinstance(item, (bytes, bytearray, memoryview)):
         data = np.frombuffer(item, np.uint8)

@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 import threading
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import nullcontext
-from typing import Mapping
+from typing import Any, Mapping
 
 import numpy as np
 
 from reelrt.runtime.backends import Backend, open_backend
+from reelrt.runtime.backends.session import ThreadPolicy
 from reelrt.runtime.bundle import Bundle
 from reelrt.runtime.errors import InputError
 from reelrt.runtime.bundle.manifest import TensorSpec
@@ -19,12 +21,27 @@ class Model:
 
     `run` may be called from many threads: a backend that declares `thread_safe` (ONNX
     Runtime's CPU session) runs them concurrently, any other (one reused OpenVINO infer
-    request, IO-bound CUDA buffers, a TensorRT context) one at a time behind a lock."""
+    request, IO-bound CUDA buffers, a TensorRT context) one at a time behind a lock.
 
-    def __init__(self, bundle: Bundle, device: str = "auto", threads: int | None = None):
+    `submit` runs the task's main call (`submits` names it) on the model's own worker thread
+    and returns a Future at once, so a frame loop never waits for an answer: it polls
+    `future.done()` next frame, or adds a callback. Calls submitted run one after another in
+    order; an exception reaches the caller through the future. The worker starts on the first
+    submit, is pinned to the policy's affinity, and stops on close() (or `with` exit)."""
+
+    submits = "run"
+
+    def __init__(self, bundle: Bundle, device: str = "auto", threads: ThreadPolicy | int | None = None):
         self.bundle = bundle
         self.manifest = bundle.manifest
-        self._attach(open_backend(bundle, device=device, threads=threads))
+        self._init_worker(threads)
+        self._attach(open_backend(bundle, device=device, threads=self.threads))
+
+    def _init_worker(self, threads: ThreadPolicy | int | None) -> None:
+        """Record the thread policy; the submit() worker is made on first use."""
+        self.threads = ThreadPolicy.of(threads)
+        self._worker: ThreadPoolExecutor | None = None
+        self._worker_lock = threading.Lock()
 
     @classmethod
     def check_manifest(cls, manifest) -> object:
@@ -43,6 +60,27 @@ class Model:
         with self._run_lock:
             outputs = self.backend.run(feeds)
         return dict(zip(self.backend.output_names, outputs))
+
+    def submit(self, *args: Any, **kwargs: Any) -> Future:
+        """Start `self.<submits>(*args, **kwargs)` on the model's worker thread; return its Future."""
+        with self._worker_lock:
+            if self._worker is None:
+                self._worker = ThreadPoolExecutor(1, thread_name_prefix="reelrt-" + type(self).__name__,
+                                                  initializer=self.threads.pin_current_thread)
+            return self._worker.submit(getattr(self, self.submits), *args, **kwargs)
+
+    def close(self) -> None:
+        """Finish the submitted calls and stop the worker thread; submit() after close() starts a new one."""
+        with self._worker_lock:
+            worker, self._worker = self._worker, None
+        if worker is not None:
+            worker.shutdown(wait=True)
+
+    def __enter__(self) -> "Model":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
     def __repr__(self) -> str:
         m = self.manifest

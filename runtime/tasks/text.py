@@ -13,6 +13,7 @@ from typing import Sequence
 import numpy as np
 from tokenizers import Tokenizer
 
+from reelrt.runtime.backends.session import ThreadPolicy
 from reelrt.runtime.bundle import Bundle
 from reelrt.runtime.bundle.manifest import Manifest
 from reelrt.runtime.errors import BundleError, InputError
@@ -81,7 +82,9 @@ class TextClassifier(Model):
     (one logit, [negative, positive] ordered by the threshold) or multi-label (every label at or
     over the threshold, possibly none)."""
 
-    def __init__(self, bundle: Bundle, device: str = "auto", threads: int | None = None,
+    submits = "classify"
+
+    def __init__(self, bundle: Bundle, device: str = "auto", threads: ThreadPolicy | int | None = None,
                  batch_size: int = DEFAULT_BATCH):
         if type(batch_size) is not int or batch_size < 1:
             raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")

@@ -15,13 +15,14 @@ import warnings
 
 from reelrt.runtime.backends import Backend, BackendFallbackWarning
 from reelrt.runtime.backends.onnxruntime import open_onnxruntime
+from reelrt.runtime.backends.session import ThreadPolicy
 from reelrt.runtime.bundle import Bundle
 from reelrt.runtime.errors import BackendUnavailableError
 from reelrt.runtime.backends.gpu.ort_cuda import open_ort_cuda
 from reelrt.runtime.backends.gpu.tensorrt import open_tensorrt
 
 
-def open_gpu(bundle: Bundle, artifact: str, device: str, threads: int | None, options: dict) -> Backend:
+def open_gpu(bundle: Bundle, artifact: str, device: str, threads: ThreadPolicy, options: dict) -> Backend:
     """The best GPU backend this machine offers for the bundle, falling back as described above."""
     compiled_for_tensorrt = options.get("backend") == "tensorrt"
     reasons = []

@@ -22,7 +22,7 @@ import onnxruntime as ort
 from reelrt.runtime.bundle import Bundle
 from reelrt.runtime.errors import BackendUnavailableError
 from reelrt.runtime.bundle.manifest import Manifest, TensorSpec
-from reelrt.runtime.backends.session import create_session
+from reelrt.runtime.backends.session import ThreadPolicy, create_session
 
 
 class IoBoundOrtBackend:
@@ -93,7 +93,7 @@ class IoBoundOrtBackend:
         return current[2]
 
 
-def open_ort_cuda(bundle: Bundle, artifact: str, threads: int | None) -> IoBoundOrtBackend:
+def open_ort_cuda(bundle: Bundle, artifact: str, threads: ThreadPolicy) -> IoBoundOrtBackend:
     """The bundle's ONNX on ONNX Runtime's CUDA provider; BackendUnavailableError without one.
 
     UNVERIFIED: never run on a real GPU (this workplace's onnxruntime is the CPU build)."""

@@ -32,6 +32,7 @@ from reelrt.runtime.tasks.generation.detokenize import Detokenizer
 from reelrt.runtime.errors import BackendUnavailableError, BundleError, InputError, ReelrtError
 from reelrt.runtime.tasks.model import Model
 from reelrt.runtime.tasks.generation.sampling import SamplingParams, next_token
+from reelrt.runtime.backends.session import ThreadPolicy
 from reelrt.runtime.tasks.tokenizer import read_tokenizer
 
 
@@ -48,7 +49,9 @@ class _Request:
 class TextGenerator(Model):
     """A GPT-2 bundle that writes text. Parameters left as None take the manifest's defaults."""
 
-    def __init__(self, bundle: Bundle, device: str = "auto", threads: int | None = None):
+    submits = "generate"
+
+    def __init__(self, bundle: Bundle, device: str = "auto", threads: ThreadPolicy | int | None = None):
         if device not in ("auto", "cpu"):
             # the cache lives in host memory bound by IO binding, and the fp32 graph's
             # GroupQueryAttention has no CUDA kernel (CUDA's takes fp16/bf16)
@@ -68,11 +71,12 @@ class TextGenerator(Model):
         except Exception as e:  # a missing fact, a bad type, a tokenizer file tokenizers cannot read
             raise BundleError(f"not a usable GPT-2 bundle: {type(e).__name__}: {e}") from None
         self.text_vocab = min(self.tokenizer.get_vocab_size(), self.vocab_size)
-        backend = open_backend(bundle, device="cpu", threads=threads)  # what `reelrt compile` chose
+        self._init_worker(threads)
+        backend = open_backend(bundle, device="cpu", threads=self.threads)  # what `reelrt compile` chose
         if not isinstance(backend, OrtBackend):
             warnings.warn(f"text generation binds its cache as ONNX Runtime buffers, which {backend.name} cannot"
                           " use; running ONNX Runtime on the bundle's model", BackendFallbackWarning, stacklevel=3)
-            backend = open_onnxruntime(bundle, m.model, "cpu", threads, {})
+            backend = open_onnxruntime(bundle, m.model, "cpu", self.threads, {})
         self._attach(backend)
         self.decoder = KVDecoder(backend.session, self.n_layer, n_head, head_dim, self.max_context, self.vocab_size)
         self.defaults = m.generation
