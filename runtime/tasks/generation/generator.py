@@ -84,7 +84,7 @@ class TextGenerator(Model):
         prompts = [prompt] if isinstance(prompt, str) else list(prompt) if _is_str_list(prompt) else None
         if not prompts:
             raise InputError("prompt must be a non-empty string or a non-empty list of strings")
-        stops = _check_stops(stop)
+        stops = check_stops(stop)
         request = self._request([self._encode(p) for p in prompts], max_new_tokens, temperature, top_k, top_p,
                                 repetition_penalty, seed, None, truncate, text=True)
         generated: list[list[int]] = [[] for _ in prompts]
@@ -110,7 +110,7 @@ class TextGenerator(Model):
         """Yield the continuation in pieces as tokens arrive; the pieces join to what `generate` returns."""
         if not isinstance(prompt, str) or not prompt:
             raise InputError("prompt must be a non-empty string")
-        stops = _check_stops(stop)
+        stops = check_stops(stop)
         request = self._request([self._encode(prompt)], max_new_tokens, temperature, top_k, top_p,
                                 repetition_penalty, seed, None, truncate, text=True)
         return self._stream(request, stops)
@@ -241,25 +241,47 @@ class TextGenerator(Model):
             logits = self.decoder.decode(np.array([t if t is not None else 0 for t in step], np.int64))
 
     def _stream(self, req: _Request, stops: list[str]) -> Iterator[str]:
-        detok = Detokenizer(self.tokenizer)
-        pending = ""  # text held back while it may be the start of a stop string
+        text = TextPieces(self.tokenizer, stops)
         done = [False]
         for (token,) in self._steps(req, done):
-            pending += detok.push(token)
-            cut = _first_stop(pending, stops)
-            if cut is not None:
+            if piece := text.push(token):
+                yield piece
+            if text.stopped:
                 done[0] = True
-                if pending[:cut]:
-                    yield pending[:cut]
                 return
-            hold = _stop_prefix_length(pending, stops)
-            if len(pending) > hold:
-                yield pending[:len(pending) - hold]
-                pending = pending[len(pending) - hold:]
-        pending += detok.flush()
-        cut = _first_stop(pending, stops)
-        if pending[:cut]:
-            yield pending[:cut]
+        if piece := text.flush():
+            yield piece
+
+
+class TextPieces:
+    """The text of a stream of tokens in pieces, cut before the first stop string: text that may
+    be the start of a stop string is held back, and a piece never ends in half a UTF-8 character."""
+
+    def __init__(self, tokenizer, stops: list[str]):
+        self.detok = Detokenizer(tokenizer)
+        self.stops = stops
+        self.pending = ""
+        self.stopped = False  # a stop string was met: no more text
+
+    def push(self, token: int) -> str:
+        """The text that `token` releases ('' while held back)."""
+        self.pending += self.detok.push(token)
+        cut = _first_stop(self.pending, self.stops)
+        if cut is not None:
+            self.stopped = True
+            piece, self.pending = self.pending[:cut], ""
+            return piece
+        piece = self.pending[:len(self.pending) - _stop_prefix_length(self.pending, self.stops)]
+        self.pending = self.pending[len(piece):]
+        return piece
+
+    def flush(self) -> str:
+        """What is left at the end of the tokens."""
+        if self.stopped:
+            return ""
+        self.pending += self.detok.flush()
+        piece, self.pending = self.pending[:_first_stop(self.pending, self.stops)], ""
+        return piece
 
 
 def _id_rows(ids) -> tuple[bool, list[list] | None]:
@@ -284,7 +306,7 @@ def _is_str_list(x) -> bool:
     return isinstance(x, (list, tuple)) and len(x) > 0 and all(isinstance(p, str) for p in x)
 
 
-def _check_stops(stop: Sequence[str]) -> list[str]:
+def check_stops(stop: Sequence[str]) -> list[str]:
     if isinstance(stop, str):
         stop = [stop]
     if not isinstance(stop, (list, tuple)) or not all(isinstance(s, str) and s for s in stop):
