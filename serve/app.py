@@ -114,7 +114,8 @@ async def _classify(request, hosted, options, metrics) -> Response:
 
 
 async def _server(request, hosted, options, metrics) -> Response:
-    return JSONResponse({"name": "reelrt", "version": __version__, "extensions": ["binary_tensor_data"]})
+    return JSONResponse({"name": "reelrt", "version": __version__, "extensions": ["binary_tensor_data"],
+                         "parameters": {"pid": os.getpid()}})  # which process answered (replicas differ)
 
 
 async def _live(request, hosted, options, metrics) -> Response:

@@ -44,6 +44,7 @@ class _Choice:
     text: TextPieces
     finish: str | None = None
     tokens: int = 0
+    cached: int = 0
 
 
 def parse(body: dict[str, Any], hosted: Hosted, options: Options) -> tuple[list[list[int]], dict, list[str], bool]:
@@ -160,6 +161,7 @@ async def _pieces(request: Request, choices: list[_Choice], events: asyncio.Queu
                 if event.reason == "error":
                     raise ApiError(503, f"generation failed: {event.error}", "server_error", retry_after=1)
                 c.finish = "length" if event.reason == "length" else "stop"
+                c.cached = event.cached_tokens
                 metrics.cached_tokens.labels(model).inc(event.cached_tokens)
                 yield i, c.text.flush(), c.finish
                 continue
@@ -204,4 +206,5 @@ def _event(data: dict) -> str:
 def _usage(choices: list[_Choice]) -> dict:
     prompt = sum(len(c.job.ids) for c in choices)
     completion = sum(c.tokens for c in choices)
-    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion,
+            "prompt_tokens_details": {"cached_tokens": sum(c.cached for c in choices)}}

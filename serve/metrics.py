@@ -34,6 +34,8 @@ class Metrics:
         waiting = Gauge("reelrt_queue_depth", "Requests waiting for a generation slot or a classify turn",
                         ["model"], registry=r)
         active = Gauge("reelrt_active_slots", "Generation slots in use", ["model"], registry=r)
+        finished = Gauge("reelrt_finished_generations", "Generations ended, by reason (stop, length, cancelled,"
+                         " error)", ["model", "reason"], registry=r)
         self._recent: dict[str, deque[tuple[float, int]]] = {}
         for name, h in hosted.items():
             self._recent[name] = deque()
@@ -41,6 +43,8 @@ class Metrics:
             if h.slots is not None:
                 waiting.labels(name).set_function(lambda s=h.slots: s.waiting)
                 active.labels(name).set_function(lambda s=h.slots: s.active)
+                for reason in ("stop", "length", "cancelled", "error"):
+                    finished.labels(name, reason).set_function(lambda s=h.slots, r=reason: s.finished[r])
             else:
                 waiting.labels(name).set_function(lambda h=h: h.busy)
 

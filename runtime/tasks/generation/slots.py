@@ -22,7 +22,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Callable, Iterator, Sequence
 
@@ -100,6 +100,7 @@ class SlotGenerator:
         self._wake = threading.Condition()
         self._closed = False
         self.steps = 0                  # decode steps run (for metrics)
+        self.finished: Counter[str] = Counter()  # requests ended, by Finish reason
         self._failed: BaseException | None = None
         with generator._claim:          # the decoder is ours from now on; TextGenerator refuses other threads
             generator._owner = -1
@@ -332,4 +333,5 @@ class SlotGenerator:
         slot.job = None
         slot.cached = job.fed[:int(self.decoder.lengths[slot.row])]
         slot.used = time.perf_counter()
+        self.finished[reason] += 1
         job.emit(Finish(reason, len(job.ids), job.produced, job.cached, error))
