@@ -6,7 +6,7 @@ from reelrt.parsing import command
 
 def add_parsers(sub) -> None:
     """`reelrt bench`, `reelrt demo`."""
-    p = command(sub, "bench", "reelrt.bench.command:bench", "measure bundles and peers side by side",
+    p = command(sub, "bench", "reelrt.bench.runner:bench", "measure bundles and peers side by side",
                 "Latency (median/p90/p99), throughput, memory, cold start and size of each bundle and of its peers,"
                 " interleaved in one run; writes JSON, a Markdown table and a PNG plot.")
     p.add_argument("bundles", nargs="+")

@@ -18,7 +18,6 @@ import numpy as np
 def export_cnn(arch: str, out: str | os.PathLike, checkpoint: str | os.PathLike | None = None) -> Path:
     """Export one of models.cnn's architectures; the digits model needs a trained checkpoint."""
     from reelrt.models.cnn import ARCHS, build, default_labels, preprocessing
-    from reelrt.runtime.compile import DEFAULT_BUDGET
 
     if arch == "digits" and checkpoint is None:
         raise FileNotFoundError("the digits model is exported from a trained checkpoint:"
@@ -28,10 +27,7 @@ def export_cnn(arch: str, out: str | os.PathLike, checkpoint: str | os.PathLike 
     frames = digits_reference_frames() if arch == "digits" else photo_frames()
     pixels = preprocess_frames(frames, policy)
     trained = checkpoint is not None
-    extra = {"arch": arch, "num_classes": ARCHS[arch][1], "trained": trained,
-             # top-1 agreement means nothing on random weights (near-tied logits)
-             "accuracy_budget": {p: {**b, "min_top1_agreement": b["min_top1_agreement"] if trained else None}
-                                 for p, b in DEFAULT_BUDGET.items()}}
+    extra = {"arch": arch, "num_classes": ARCHS[arch][1], "trained": trained}
     if arch == "digits":
         extra["heldout"] = {"dataset": "sklearn-digits", "split": "20% stratified, seed 0"}
     return export_image_classifier(module, pixels, out, policy, default_labels(arch), extra,

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from reelrt.export.provenance import provenance
-from reelrt.export.validate import ValidationError, check, compare_logits
+from reelrt.runtime.validation import ValidationError, check, compare
 from reelrt.runtime.bundle import BundleWriter
 from reelrt.runtime.errors import InputError
 from reelrt.runtime.bundle.manifest import Manifest, TensorSpec
@@ -126,7 +126,7 @@ def validate(model, model_path: Path, facts: dict, prompt: list[int], random_wei
         step = decoder.decode(ids[n:]).copy()
         with torch.no_grad():
             ref = model(torch.from_numpy(ids)[None]).logits[0].numpy()
-        cmp = compare_logits(ref[n - 1:], np.stack([prefill, step[0]]))
+        cmp = compare(ref[n - 1:], np.stack([prefill, step[0]]))
         # random inputs on random weights: near-tied logits make top-1 agreement meaningless
         checks[f"prompt_{n}"] = check(cmp, "fp32", f"logits after a {n}-token prompt", top1=not random_weights).to_json()
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from reelrt.export.provenance import provenance
-from reelrt.export.validate import Comparison, check, compare_logits
+from reelrt.runtime.validation import Comparison, check, compare
 from reelrt.runtime.bundle import BundleWriter
 from reelrt.runtime.bundle.manifest import Manifest, TensorSpec
 from reelrt.runtime.tasks.text import encode
@@ -130,14 +130,14 @@ def padded_vs_single(path: Path, ids: np.ndarray, lengths: np.ndarray) -> Compar
     """Each row of the padded batch against the same text run alone at its own length."""
     batch = onnx_logits(path, ids, lengths)
     alone = np.concatenate([onnx_logits(path, ids[i:i + 1, :n], lengths[i:i + 1]) for i, n in enumerate(lengths)])
-    return compare_logits(alone, batch)
+    return compare(alone, batch)
 
 
 def validate(checkpoint, path: Path, max_length: int) -> dict:
     """Check the written graph against PyTorch and padding against single runs; raise ValidationError."""
     ids, lengths = validation_inputs(checkpoint, max_length)
     reference = torch_logits(checkpoint.model, ids, lengths)
-    facts = {"pytorch": check(compare_logits(reference, onnx_logits(path, ids, lengths)), "fp32",
+    facts = {"pytorch": check(compare(reference, onnx_logits(path, ids, lengths)), "fp32",
                               "ONNX vs PyTorch (packed sequences)", top1=False).to_json(),
              "padded_vs_single": check(padded_vs_single(path, ids, lengths), "fp32",
                                        "padded batch vs each text alone", top1=False).to_json()}

@@ -23,15 +23,14 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from reelrt.runtime.bundle import BundleWriter
-from reelrt.runtime.compile import REFERENCE_INPUTS
+from reelrt.runtime.bundle.layout import REFERENCE_INPUTS, REFERENCE_OUTPUTS
 from reelrt.runtime.bundle.manifest import Manifest, TensorSpec
 
 from .provenance import provenance
-from .validate import ValidationError, check, compare_logits
+from reelrt.runtime.validation import ValidationError, check, compare
 
 OPSET = 18
 VALIDATION_BATCHES = (1, 3, 8)
-REFERENCE_OUTPUTS = "reference/outputs.npz"
 _ONNX_DTYPES = {1: "float32", 10: "float16", 7: "int64", 6: "int32", 2: "uint8", 3: "int8", 9: "bool"}
 
 Feeds = dict[str, np.ndarray]
@@ -125,11 +124,11 @@ def validate_against_torch(module, onnx_path: Path, input_names: Sequence[str], 
     report: dict[str, Any] = {"reference": "pytorch", "precision": "fp32"}
     for batch in VALIDATION_BATCHES:
         feeds = random_input(batch)
-        cmp = compare_logits(_torch_outputs(module, feeds, input_names, output_names)[output_names[0]],
+        cmp = compare(_torch_outputs(module, feeds, input_names, output_names)[output_names[0]],
                              session.run(output_names[:1], feeds)[0])
         report[f"random_batch{batch}"] = check(cmp, "fp32", f"random inputs at batch {batch}", top1=False).to_json()
     if real_inputs:
-        cmp = compare_logits(_torch_outputs(module, real_inputs, input_names, output_names)[output_names[0]],
+        cmp = compare(_torch_outputs(module, real_inputs, input_names, output_names)[output_names[0]],
                              session.run(output_names[:1], real_inputs)[0])
         report["real_inputs"] = check(cmp, "fp32", "real inputs", top1=top1).to_json()
     return report

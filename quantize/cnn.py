@@ -19,7 +19,7 @@ from typing import Iterator
 import numpy as np
 
 from reelrt.runtime.bundle import Bundle
-from reelrt.runtime.compile import REFERENCE_INPUTS
+from reelrt.runtime.bundle.layout import REFERENCE_INPUTS
 from reelrt.runtime.errors import InputError
 
 DEFAULT_METHOD = "minmax"
@@ -140,12 +140,12 @@ def quality_report(src: Bundle, fp32_model: Path, int8_model: Path) -> dict:
 
     Raises ValidationError (nothing written) when out of the int8 tolerance.
     """
-    from reelrt.export.validate import check, compare_logits
+    from reelrt.runtime.validation import check, compare
 
     trained = bool(src.manifest.extra.get("trained"))
     reference = {src.manifest.inputs[0].name: _reference_inputs(src)}
     fp32, int8 = _session(fp32_model), _session(int8_model)
-    cmp = compare_logits(fp32.run(None, reference)[0], int8.run(None, reference)[0])
+    cmp = compare(fp32.run(None, reference)[0], int8.run(None, reference)[0])
     report = {"reference": "fp32 source bundle (onnxruntime)", "precision": "int8",
               "reference_inputs": check(cmp, "int8", "int8 vs fp32 on reference inputs", top1=trained).to_json(),
               "size_bytes": {"fp32": os.path.getsize(fp32_model), "int8": os.path.getsize(int8_model)}}

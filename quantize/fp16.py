@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from reelrt.runtime.bundle import Bundle
-from reelrt.runtime.compile import REFERENCE_INPUTS, synthetic_feeds
+from reelrt.runtime.bundle.layout import REFERENCE_INPUTS
+from reelrt.runtime.compile import synthetic_feeds
 
 
 def quantize_fp16(src: Bundle, args: argparse.Namespace) -> Path:
@@ -44,7 +45,7 @@ def validate_fp16(src: Bundle, fp32_model: Path, fp16_model: Path) -> dict:
     """Compare every output of the fp16 graph with the fp32 source; raise ValidationError out of tolerance."""
     import onnxruntime as ort
 
-    from reelrt.export.validate import check, compare_logits
+    from reelrt.runtime.validation import check, compare
 
     if REFERENCE_INPUTS in src.manifest.artifacts:
         with np.load(src.path(REFERENCE_INPUTS), allow_pickle=False) as ref:
@@ -57,7 +58,7 @@ def validate_fp16(src: Bundle, fp32_model: Path, fp16_model: Path) -> dict:
     report = {"reference": "fp32 source bundle (onnxruntime)", "precision": "fp16", "inputs": what,
               "size_bytes": {"fp32": os.path.getsize(fp32_model), "fp16": os.path.getsize(fp16_model)}}
     for name, r, c in zip(names, reference, candidate):
-        report[name] = check(compare_logits(r, c), "fp16", f"fp16 output {name!r} on {what}", top1=top1).to_json()
+        report[name] = check(compare(r, c), "fp16", f"fp16 output {name!r} on {what}", top1=top1).to_json()
     print(f"fp16: {report['size_bytes']['fp32'] / 1e6:.2f} MB -> {report['size_bytes']['fp16'] / 1e6:.2f} MB;"
           f" {names[0]} max |diff| {report[names[0]]['max_abs_diff']:.3g}, top-1 agreement"
           f" {report[names[0]]['top1_agreement']:.2%} on {what}")

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from reelrt.export.validate import check, compare_logits
+from reelrt.runtime.validation import check, compare
 from reelrt.quantize.derive import derive_bundle
 from reelrt.runtime.bundle import Bundle
 from reelrt.runtime.errors import InputError
@@ -123,7 +123,7 @@ def validate(src: Bundle, dst_model: Path, precision: str) -> dict:
     ids = read_tokenizer(src).encode(training_text("heldout")).ids[:EVAL_TOKENS_RANDOM if random_weights else EVAL_TOKENS]
     reference, targets = teacher_forced_logits(open_decoder(src.model_path, facts), ids, facts["max_context"])
     candidate, _ = teacher_forced_logits(open_decoder(dst_model, facts), ids, facts["max_context"])
-    cmp = check(compare_logits(reference, candidate), precision, f"{precision} against fp32 on held-out text",
+    cmp = check(compare(reference, candidate), precision, f"{precision} against fp32 on held-out text",
                 top1=not random_weights)
     quality = {"heldout_tokens": len(targets), "perplexity_fp32": perplexity(reference, targets),
                f"perplexity_{precision}": perplexity(candidate, targets)}

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from reelrt.export.lstm import heldout_accuracy, onnx_logits
-from reelrt.export.validate import check, compare_logits
+from reelrt.runtime.validation import check, compare
 from reelrt.quantize.derive import derive_bundle
 from reelrt.runtime.bundle import Bundle
 from reelrt.runtime.tasks.text import encode, load_tokenizer
@@ -62,12 +62,12 @@ def quantize_int8(src: Bundle, args: argparse.Namespace) -> Path:
     def model_pass(src_model: Path, dst_model: Path) -> dict:
         quantize_onnx(src_model, dst_model)
         ids, lengths = random_inputs(tokenizer.get_vocab_size(), max_length)
-        facts = {"fp32_source_random_ids": check(compare_logits(
+        facts = {"fp32_source_random_ids": check(compare(
             onnx_logits(src_model, ids, lengths), onnx_logits(dst_model, ids, lengths)), "int8",
             "int8 vs fp32 on random ids", top1=False).to_json()}
         if heldout:
             ids, lengths = encode(tokenizer, [text for text, _ in heldout], max_length, pad_id)
-            facts["fp32_source_heldout"] = check(compare_logits(
+            facts["fp32_source_heldout"] = check(compare(
                 onnx_logits(src_model, ids, lengths), onnx_logits(dst_model, ids, lengths)), "int8",
                 "int8 vs fp32 on the held-out texts").to_json()
             facts["heldout_accuracy_fp32"] = round(heldout_accuracy(src_model, tokenizer, heldout, labels, max_length), 4)

@@ -6,12 +6,11 @@ inference-precision hint. On an int8 (QDQ) bundle every candidate runs the int8 
 the hint then governs only what is left in float. `--target tensorrt` is served by
 reelrt.runtime.backends.gpu.tensorrt.
 
-Accuracy budget: each bundle's manifest.extra["accuracy_budget"][precision] holds
-`max_relative_diff` (the largest max-abs logit difference, relative to the reference's
-logit range) and `min_top1_agreement` (null where the weights are random and agreement
-means nothing); bundles without one get DEFAULT_BUDGET. A candidate is compared with
-ONNX Runtime on the bundle's own graph (the reference every stage validated against) on
-the bundle's reference/inputs.npz, and only candidates within budget compete on speed.
+Accuracy: a candidate is compared with ONNX Runtime on the bundle's own graph (the
+reference every stage validated against) on the bundle's reference/inputs.npz, under the
+shared validation policy (runtime/validation.py) at the precision the candidate computes in
+(an fp32 graph under OpenVINO's bf16 hint is held to bf16's tolerance); top-1 agreement is
+not asked of random weights. Only candidates within tolerance compete on speed.
 ONNX Runtime is the runtime's own dependency, already imported; another backend costs
 start-up time (OpenVINO: about 0.2 s to import and 0.1-0.3 s to load a cached network
 here), so it must beat ONNX Runtime by MIN_GAIN, beyond the noise of a shared device, to
@@ -35,17 +34,12 @@ import numpy as np
 from reelrt.runtime.backends import opener
 from reelrt.runtime.bundle import Bundle, BundleWriter, open_bundle
 from reelrt.runtime.errors import BackendUnavailableError
+from reelrt.runtime.bundle.layout import REFERENCE_INPUTS
 from reelrt.runtime.bundle.manifest import TensorSpec
 from reelrt.runtime.backends.session import physical_cores
+from reelrt.runtime.errors import ValidationError
+from reelrt.runtime.validation import compare, tolerance_for, weights_are_random
 
-REFERENCE_INPUTS = "reference/inputs.npz"
-DEFAULT_BUDGET = {
-    "fp32": {"max_relative_diff": 0.02, "min_top1_agreement": 0.99},
-    "fp16": {"max_relative_diff": 0.02, "min_top1_agreement": 0.99},
-    "int8": {"max_relative_diff": 0.10, "min_top1_agreement": 0.95},
-    "int4": {"max_relative_diff": 0.10, "min_top1_agreement": 0.95},
-    "mixed": {"max_relative_diff": 0.10, "min_top1_agreement": 0.95},
-}
 TENSORRT = "reelrt.runtime.backends.gpu.tensorrt:compile_bundle"
 MIN_GAIN = 0.10   # a backend other than ONNX Runtime must be this much faster to be chosen
 
@@ -58,6 +52,7 @@ class Candidate:
     relative_diff: float | None = None
     top1_agreement: float | None = None
     within_budget: bool = False
+    tolerance_precision: str = ""
     note: str = ""
     times: list[float] = field(default_factory=list, repr=False)
 
@@ -87,8 +82,8 @@ def compile_cpu(path: str | Path, out: str | Path | None = None, threads: int | 
     bundle = open_bundle(path)
     threads = threads or physical_cores()
     feeds = reference_feeds(bundle)
-    budget = bundle.manifest.extra.get("accuracy_budget", {}).get(bundle.manifest.precision) \
-        or DEFAULT_BUDGET[bundle.manifest.precision]
+    precision = bundle.manifest.precision
+    top1 = not weights_are_random(bundle.manifest)
     candidates, steps = [], []
     reference = None
     for cand in cpu_candidates():
@@ -101,9 +96,14 @@ def compile_cpu(path: str | Path, out: str | Path | None = None, threads: int | 
             continue
         output = backend.run(feeds)[0]
         reference = output if reference is None else reference  # ONNX Runtime comes first
-        cand.relative_diff, cand.top1_agreement = _compare(reference, output)
-        cand.within_budget = cand.relative_diff <= budget["max_relative_diff"] and (
-            budget.get("min_top1_agreement") is None or cand.top1_agreement >= budget["min_top1_agreement"])
+        cand.tolerance_precision = computing_precision(precision, cand.inference_precision)
+        try:
+            cmp = compare(reference, output)
+        except ValidationError as e:
+            cand.note, cand.relative_diff, cand.top1_agreement = str(e), float("inf"), 0.0
+        else:
+            cand.relative_diff, cand.top1_agreement = cmp.relative_diff, cmp.top1_agreement
+            cand.within_budget = cmp.within(tolerance_for(cand.tolerance_precision), top1)
         single = {k: v[:1] for k, v in feeds.items()}
         steps.append((cand, lambda b=backend, f=single: b.run(f)))
         candidates.append(cand)
@@ -113,7 +113,7 @@ def compile_cpu(path: str | Path, out: str | Path | None = None, threads: int | 
         print(describe(candidates, best, bundle.manifest.precision))
     target = {"backend": best.backend, "path": bundle.manifest.model, "precision": bundle.manifest.precision,
               "inference_precision": best.inference_precision, "latency_ms": round(best.latency_ms, 3),
-              "device": cpu_name(), "threads": threads, "budget": budget, "prefer": prefer,
+              "device": cpu_name(), "threads": threads, "top1_checked": top1, "prefer": prefer,
               "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
               "candidates": [{k: v for k, v in asdict(c).items() if k != "times"} for c in candidates]}
     return write_target(bundle, target, out)
@@ -141,6 +141,12 @@ def describe(candidates: list[Candidate], best: Candidate, precision: str) -> st
 def cpu_candidates() -> list[Candidate]:
     """ONNX Runtime first (it is the reference), then OpenVINO's builds."""
     return [Candidate("onnxruntime", "f32"), Candidate("openvino", "f32"), Candidate("openvino", "bf16")]
+
+
+def computing_precision(precision: str, inference_precision: str) -> str:
+    """The precision whose tolerance a candidate is held to: a float graph computed under a
+    bf16 hint is a bf16 computation; a quantized graph keeps its own precision."""
+    return "bf16" if precision in ("fp32", "fp16") and inference_precision == "bf16" else precision
 
 
 def reference_feeds(bundle: Bundle) -> dict[str, np.ndarray]:
@@ -182,16 +188,6 @@ def cpu_name() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
-
-
-def _compare(reference: np.ndarray, candidate: np.ndarray) -> tuple[float, float]:
-    """(max abs difference over the reference's logit range, top-1 agreement)."""
-    reference = reference.astype(np.float64)
-    candidate = candidate.astype(np.float64)
-    if reference.shape != candidate.shape or not np.isfinite(candidate).all():
-        return float("inf"), 0.0
-    scale = float(np.ptp(reference)) or 1.0
-    return float(np.abs(reference - candidate).max()) / scale, float((reference.argmax(-1) == candidate.argmax(-1)).mean())
 
 
 def _time_interleaved(steps: list, seconds: float, block: int = 10) -> None:

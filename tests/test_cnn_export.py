@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from reelrt.export import export_module
-from reelrt.export.validate import ValidationError
+from reelrt.runtime.validation import ValidationError
 from reelrt.models.cnn import MobileNetV2, ResNet18, build
 from reelrt.runtime import InputError, open_bundle
 

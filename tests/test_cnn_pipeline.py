@@ -14,6 +14,7 @@ from reelrt.models.digits import digits_split
 from reelrt.runtime import InputError, load, open_bundle
 from reelrt.runtime.backends import BackendFallbackWarning
 from reelrt.runtime.compile import MIN_GAIN, compile_cpu, write_target
+from reelrt.runtime.validation import tolerance_for
 
 
 @pytest.fixture(scope="module")
@@ -112,8 +113,10 @@ def test_compile_records_a_measured_choice_that_load_uses(digits, tmp_path):
     clf = load(out, device="cpu")
     assert clf.backend.name.startswith(target["backend"])
     expected = load(int8, device="cpu").logits(list(frames[:8]))
-    np.testing.assert_allclose(clf.logits(list(frames[:8])), expected,
-                               atol=target["budget"]["max_relative_diff"] * np.ptp(expected))
+    chosen = next(c for c in target["candidates"] if (c["backend"], c["inference_precision"])
+                  == (target["backend"], target["inference_precision"]))
+    tolerance = tolerance_for(chosen["tolerance_precision"]).max_relative_diff
+    np.testing.assert_allclose(clf.logits(list(frames[:8])), expected, atol=tolerance * np.ptp(expected))
 
 
 def test_compile_never_picks_a_fast_build_outside_the_budget(digits, tmp_path, monkeypatch):

@@ -9,7 +9,7 @@ import torch
 
 from reelrt.export import gpt2 as export_gpt2
 from reelrt.export.gpt2_graph import expected_fused_counts, fused_counts
-from reelrt.export.validate import ValidationError
+from reelrt.runtime.validation import ValidationError
 from reelrt.models import gpt2
 from reelrt.runtime import InputError, load
 

@@ -85,7 +85,7 @@ def test_compile_to_another_directory_keeps_the_source(tiny_bundle, fake_tensorr
 def test_a_plan_that_disagrees_with_onnxruntime_is_not_stored(tiny_bundle, fake_tensorrt):
     _, noise = fake_tensorrt
     noise[0] = 0.5
-    with pytest.raises(ReelrtError, match="disagrees with ONNX Runtime on output 'logits'"):
+    with pytest.raises(ReelrtError, match="TensorRT plan against ONNX Runtime on output 'logits'"):
         compile_bundle(tiny_bundle, args())
     assert INDEX not in open_bundle(tiny_bundle).manifest.artifacts
 

@@ -10,7 +10,7 @@ import torch
 
 from reelrt.export import lstm as export_lstm
 from reelrt.export.lstm import build_onnx, export_bundle, onnx_logits
-from reelrt.export.validate import ValidationError
+from reelrt.runtime.validation import ValidationError
 from reelrt.models.lstm import Checkpoint, LSTMClassifier, LSTMConfig, train_tokenizer
 from reelrt.runtime.bundle import open_bundle
 

@@ -29,7 +29,7 @@ def test_wheel_maps_stage_folders_into_one_namespace(wheel):
     names = zipfile.ZipFile(wheel).namelist()
     tops = {n.split("/")[0] for n in names}
     assert tops == {"reelrt", next(t for t in tops if t.endswith(".dist-info"))}
-    for module in ("reelrt/__init__.py", "reelrt/cli.py", "reelrt/runtime/bundle/reader.py", "reelrt/runtime/tasks/generation/decoder.py", "reelrt/export/validate.py",
+    for module in ("reelrt/__init__.py", "reelrt/cli.py", "reelrt/runtime/bundle/reader.py", "reelrt/runtime/tasks/generation/decoder.py", "reelrt/runtime/validation.py",
                    "reelrt/quantize/derive.py", "reelrt/bench/harness.py", "reelrt/models/__init__.py"):
         assert module in names
     assert not any(n.startswith(("reelrt/tests", "tests/")) for n in names)

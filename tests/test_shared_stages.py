@@ -6,29 +6,29 @@ import shutil
 import numpy as np
 import pytest
 
-from reelrt.export.validate import ValidationError, check, compare_logits
+from reelrt.runtime.validation import ValidationError, check, compare
 from reelrt.quantize.derive import derive_bundle
 from reelrt.runtime import open_bundle
 
 
 def test_compare_and_check():
     ref = np.array([[0.0, 10.0, 1.0], [5.0, 0.0, 1.0]])
-    same = compare_logits(ref, ref + 1e-6)
+    same = compare(ref, ref + 1e-6)
     assert same.top1_agreement == 1.0 and same.max_abs_diff == pytest.approx(1e-6)
     check(same, "fp32", "identical")
-    flipped = compare_logits(ref, -ref)
+    flipped = compare(ref, -ref)
     assert flipped.top1_agreement == 0.0
     with pytest.raises(ValidationError, match="tolerance"):
         check(flipped, "int8", "flipped")
     near_tie = np.array([[0.0, 10.0, 9.99], [5.0, 0.0, 1.0]])
-    one_flip = compare_logits(near_tie, near_tie + np.array([[0, 0, 0.02], [0, 0, 0]]))
+    one_flip = compare(near_tie, near_tie + np.array([[0, 0, 0.02], [0, 0, 0]]))
     with pytest.raises(ValidationError, match="top-1 agreement"):
         check(one_flip, "int8", "one flip")
     check(one_flip, "int8", "random inputs", top1=False)
     with pytest.raises(ValidationError, match="NaN"):
-        compare_logits(ref, ref * np.nan)
+        compare(ref, ref * np.nan)
     with pytest.raises(ValidationError, match="shapes differ"):
-        compare_logits(ref, ref[:1])
+        compare(ref, ref[:1])
 
 
 def test_derive_bundle_copies_and_records(tiny_bundle, tmp_path):
