@@ -138,6 +138,11 @@ class SlotGenerator:
                 raise ReelrtError("this SlotGenerator is closed")
             if self._failed is not None:
                 raise ReelrtError(f"the decoder failed: {self._failed}")
+            if len(self._waiting) >= self.max_waiting:  # requests cancelled while waiting leave the line first
+                gone = [j for j in self._waiting if j.cancelled]
+                self._waiting = deque(j for j in self._waiting if not j.cancelled)
+                for j in gone:
+                    j.emit(Finish("cancelled", len(j.ids), 0))
             if len(self._waiting) >= self.max_waiting:
                 raise QueueFullError(f"all {len(self.slots)} slots are busy and {len(self._waiting)} requests wait")
             self._waiting.append(job)
