@@ -144,15 +144,21 @@ async def _pieces(request: Request, choices: list[_Choice], events: asyncio.Queu
     cancelled on the way out, however it ends (client gone, deadline, error)."""
     deadline = started + options.timeout_s
     last = [None] * len(choices)
+    checked = started
     try:
         while any(c.finish is None for c in choices):
             try:
                 i, event = await asyncio.wait_for(events.get(), _POLL_S)
             except asyncio.TimeoutError:
+                i, event = None, None
+            now = time.perf_counter()
+            if now - checked >= _POLL_S:  # also while tokens flow: a gone client frees its slot at once
+                checked = now
                 if await request.is_disconnected():
                     return
-                if time.perf_counter() > deadline:
-                    raise ApiError(504, f"the request took over {options.timeout_s:g} s", "timeout") from None
+                if now > deadline:
+                    raise ApiError(504, f"the request took over {options.timeout_s:g} s", "timeout")
+            if event is None:
                 continue
             c = choices[i]
             if c.finish is not None:
