@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     counts: Counter[str] = Counter()
     wrong: list[str] = []
     stop = threading.Event()
-    png = cv2.imencode(".png", np.random.default_rng(0).integers(0, 256, (480, 640, 3), dtype=np.uint8))[1].tobytes()
+    png = cv2.imencode(".png", np.random.default_rng(0).integers(0, 256, (120, 160, 3), dtype=np.uint8))[1].tobytes()
 
     def client(kind: str, seed: int) -> None:
         rng = random.Random(seed)
