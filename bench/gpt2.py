@@ -3,7 +3,9 @@
 Workload: greedy, a 32-token prompt, 128 new tokens, every system on the same weights and
 threads. One timed step is one whole generation; it reports time to first token, decode
 ms/token (median and p90 over its tokens) and tokens/s, and reelrt rows add the
-memory-bandwidth floor: weight bytes read per token over the machine's bandwidth.
+memory-bandwidth floor: the bytes a decode step reads (the weights it streams at the bundle's
+precision, and the key/value cache at the run's mean context) over the bandwidth measured in
+the same run (bench/machine.py).
 
 Peers rebuild the bundle's weights: a checkpoint bundle names its checkpoint directory, a
 random-config bundle its config and seed (models/gpt2.py makes the same weights again).
@@ -33,8 +35,7 @@ from reelrt.runtime.bundle.cache import cache_dir
 PROMPT_TOKENS = 32
 NEW_TOKENS = 128
 PEERS = ("pytorch", "optimum", "llama.cpp")
-# STREAM triad, 2 threads, measured on the reference machine; override with REELRT_BANDWIDTH_GBPS
-BANDWIDTH_GBPS = float(os.environ.get("REELRT_BANDWIDTH_GBPS", "27"))
+MEAN_CONTEXT = PROMPT_TOKENS + NEW_TOKENS // 2   # the context of the median decode step
 DEMO_PROMPT = "The innkeeper leans over the counter and says"
 
 
@@ -52,7 +53,8 @@ def systems(bundles: list[Bundle], peers: set[str] | None, threads: int) -> tupl
         sources.setdefault(workload, source)
         rows.append(System(f"reelrt {m.precision}", workload, "reelrt.bench.gpt2:reelrt_generation",
                            {"bundle": str(bundle.root), "threads": threads}, is_reelrt=True,
-                           size_bytes=sum(a.size for p, a in m.artifacts.items() if p.startswith(m.model))))
+                           size_bytes=sum(a.size for p, a in m.artifacts.items() if p.startswith(m.model)),
+                           bytes_per_token=bytes_per_token(m, MEAN_CONTEXT)))
     wanted = set(PEERS) if peers is None else set(peers) & set(PEERS)
     for name in sorted(set(peers or ()) - set(PEERS)):
         skipped[name] = "not a GPT-2 peer"
@@ -135,18 +137,25 @@ def _metrics(start: float, stamps: list[float]) -> dict:
             "decode_p90_ms": percentile(ordered, 90), "tokens_per_s": len(stamps) / (stamps[-1] - start)}
 
 
+def bytes_per_token(manifest, context: int) -> int:
+    """What one decode step reads from memory: the weights it streams at the bundle's precision
+    (every matrix once; of the embedding tables one row, left out) as export and quantize recorded
+    them, and the keys and values of `context` tokens in every layer."""
+    x = manifest.extra
+    weights = int(manifest.validation.get("weight_bytes_per_token", x["weight_bytes_per_token"]))
+    cache = next(s for s in manifest.inputs if np.dtype(s.dtype).kind == "f")  # the first past key
+    return weights + 2 * int(x["n_layer"]) * context * int(x["n_embd"]) * np.dtype(cache.dtype).itemsize
+
+
 def reelrt_generation(bundle: str, threads: int) -> Step:
     from reelrt.runtime import load
     gen = load(bundle, threads=threads)
     ids = prompt_ids(gen.text_vocab)
-    m = gen.manifest  # a quantized bundle records its own weight bytes in validation
-    streamed = m.validation.get("weight_bytes_per_token", m.extra["weight_bytes_per_token"])
-    floor = {"floor_ms_per_token": streamed / (BANDWIDTH_GBPS * 1e9) * 1e3}
 
     def step() -> dict:
         start = time.perf_counter()
         stamps = [time.perf_counter() for _ in gen.stream_ids(ids, NEW_TOKENS, stop_token_ids=())]
-        return {**_metrics(start, stamps), **floor}
+        return _metrics(start, stamps)
     return step
 
 
@@ -326,9 +335,8 @@ next(iter(gen.stream_ids(ids, 1, stop_token_ids=())))
 first = time.time()
 for _ in gen.stream_ids(ids, NEW_TOKENS, stop_token_ids=()):
     pass
-# VmHWM, not ru_maxrss: Linux carries ru_maxrss over from the parent across exec
-peak = next(line.split()[1] for line in open("/proc/self/status") if line.startswith("VmHWM:"))
-print(first, peak)
+from reelrt.bench.machine import peak_rss_bytes
+print(first, peak_rss_bytes() // 1024)
 """
 
 
@@ -368,8 +376,7 @@ def main(argv: list[str] | None = None) -> int:
         x["decode_p90_ms"] = round(r.metrics["decode_ms_per_token"].p90, 2)
         table.append({"system": r.system.name, "workload": r.system.workload, "size_mb": round((r.system.size_bytes or 0) / 1e6, 1), **x})
         print(f"{r.system.name:34s} ttft {x['ttft_ms']:7.1f} ms  decode {x['decode_ms_per_token']:6.2f} ms/token"
-              f" (p90 {x['decode_p90_ms']:6.2f})  {x['tokens_per_s']:6.1f} tok/s"
-              + (f"  floor {x['floor_ms_per_token']:.2f}" if "floor_ms_per_token" in x else ""))
+              f" (p90 {x['decode_p90_ms']:6.2f})  {x['tokens_per_s']:6.1f} tok/s")
     for row in table:
         if row["system"].startswith("reelrt"):
             bundle = next(s.kwargs["bundle"] for s in rows if s.name == row["system"] and s.workload == row["workload"])

@@ -1,6 +1,6 @@
 """GPU benchmark: reelrt on an NVIDIA GPU against PyTorch CUDA eager, in one interleaved run.
 
-Workloads: CNN batch 1 and batch 32, LSTM batch 1 (sequence 128), GPT-2 greedy decode
+Workloads: CNN batch 1 and batch 32, LSTM batch 1 (the bundle's reference texts), GPT-2 greedy decode
 (32-token prompt, 128 new tokens: time to first token and decode ms/token). reelrt rows
 load each bundle with device="cuda", so they measure whatever the load-time selection
 picks (a TensorRT plan, else ONNX Runtime CUDA) and name it in the row. PyTorch rows
@@ -26,31 +26,21 @@ import numpy as np
 
 from reelrt.bench.harness import System, measure, ratios
 
-PROMPT_TOKENS, NEW_TOKENS, LSTM_SEQUENCE = 32, 128, 128
+PROMPT_TOKENS, NEW_TOKENS = 32, 128
 PYTORCH = "pytorch cuda eager"
 
 
-def feeds_for(manifest, batch: int, sequence: int, seed: int = 0) -> dict[str, np.ndarray]:
-    """Inputs matching the manifest: normal floats, token ids below 100, full `lengths`."""
-    rng = np.random.default_rng(seed)
-    sizes = {"batch": batch}
-    feeds = {}
-    for spec in manifest.inputs:
-        shape = tuple(d if isinstance(d, int) else sizes.get(d, sequence) for d in spec.shape)
-        if np.dtype(spec.dtype).kind == "f":
-            feeds[spec.name] = rng.standard_normal(shape).astype(spec.dtype)
-        elif spec.name == "lengths":
-            feeds[spec.name] = np.full(shape, sequence, spec.dtype)
-        else:
-            feeds[spec.name] = rng.integers(0, 100, shape).astype(spec.dtype)
-    return feeds
+def feeds_for(bundle, batch: int) -> dict[str, np.ndarray]:
+    """The bundle's reference inputs (real images or texts) at `batch` rows."""
+    from reelrt.runtime.reference import at_batch, reference_feeds
+    return at_batch(reference_feeds(bundle), batch)
 
 
-def reelrt_step(bundle: str, batch: int, sequence: int, device: str):
+def reelrt_step(bundle: str, batch: int, device: str):
     """One model.run on fixed inputs; the backend's own stream is synchronised inside run()."""
     from reelrt.runtime import Model, open_bundle
     model = Model(open_bundle(bundle), device=device)
-    feeds = feeds_for(model.manifest, batch, sequence)
+    feeds = feeds_for(model.bundle, batch)
     return lambda: model.run(feeds) and None
 
 
@@ -68,13 +58,13 @@ def reelrt_decode_step(bundle: str, device: str):
     return step
 
 
-def torch_step(builder: str, builder_kwargs: dict, bundle: str, batch: int, sequence: int):
+def torch_step(builder: str, builder_kwargs: dict, bundle: str, batch: int):
     """The same model in PyTorch on the GPU, fed the same inputs, synchronised after each call."""
     import torch
     from reelrt.runtime import open_bundle
     module, func = builder.split(":")
     model = getattr(importlib.import_module(module), func)(**builder_kwargs).cuda().eval()
-    feeds = feeds_for(open_bundle(bundle).manifest, batch, sequence)
+    feeds = feeds_for(open_bundle(bundle), batch)
     tensors = [torch.from_numpy(a).cuda() for a in feeds.values()]
 
     def step() -> None:
@@ -104,30 +94,30 @@ def torch_decode_step(checkpoint: str):
     return step
 
 
-def build_systems(args: argparse.Namespace) -> list[System]:
+def build_systems(device: str, cnn: str | None = None, lstm: str | None = None, gpt2: str | None = None, *,
+                  torch_cnn: str | None = None, torch_cnn_kwargs: dict | None = None, torch_lstm: str | None = None,
+                  torch_lstm_kwargs: dict | None = None, gpt2_checkpoint: str | None = None) -> list[System]:
+    """The rows to measure: reelrt on `device` for each bundle named, and a PyTorch row beside it
+    where a torch builder (or for GPT-2 a checkpoint) is named."""
     here = "reelrt.bench.gpu"
     systems = []
-    cnn_kwargs = json.loads(args.torch_cnn_kwargs)
-    lstm_kwargs = json.loads(args.torch_lstm_kwargs)
-    for family, bundle, batches, sequence, builder, kwargs in (
-            ("cnn", args.cnn, (1, 32), 1, args.torch_cnn, cnn_kwargs),
-            ("lstm", args.lstm, (1,), LSTM_SEQUENCE, args.torch_lstm, lstm_kwargs)):
+    for family, bundle, batches, builder, kwargs in (("cnn", cnn, (1, 32), torch_cnn, torch_cnn_kwargs),
+                                                     ("lstm", lstm, (1,), torch_lstm, torch_lstm_kwargs)):
         if not bundle:
             continue
         for batch in batches:
             workload = f"{family} batch {batch}"
-            systems.append(System(f"reelrt {args.device}", workload, f"{here}:reelrt_step",
-                                  {"bundle": bundle, "batch": batch, "sequence": sequence, "device": args.device},
-                                  is_reelrt=True))
+            systems.append(System(f"reelrt {device}", workload, f"{here}:reelrt_step",
+                                  {"bundle": bundle, "batch": batch, "device": device}, is_reelrt=True))
             if builder:
                 systems.append(System(PYTORCH, workload, f"{here}:torch_step", {
-                    "builder": builder, "builder_kwargs": kwargs, "bundle": bundle, "batch": batch, "sequence": sequence}))
-    if args.gpt2:
+                    "builder": builder, "builder_kwargs": kwargs or {}, "bundle": bundle, "batch": batch}))
+    if gpt2:
         workload = f"gpt2 decode {PROMPT_TOKENS}+{NEW_TOKENS}"
-        systems.append(System(f"reelrt {args.device}", workload, f"{here}:reelrt_decode_step",
-                              {"bundle": args.gpt2, "device": args.device}, is_reelrt=True))
-        if args.gpt2_checkpoint:
-            systems.append(System(PYTORCH, workload, f"{here}:torch_decode_step", {"checkpoint": args.gpt2_checkpoint}))
+        systems.append(System(f"reelrt {device}", workload, f"{here}:reelrt_decode_step",
+                              {"bundle": gpt2, "device": device}, is_reelrt=True))
+        if gpt2_checkpoint:
+            systems.append(System(PYTORCH, workload, f"{here}:torch_decode_step", {"checkpoint": gpt2_checkpoint}))
     return systems
 
 
@@ -146,7 +136,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--warmup", type=int, default=10)
     p.add_argument("--out", help="directory for gpu.json")
     args = p.parse_args(argv)
-    systems = build_systems(args)
+    systems = build_systems(args.device, args.cnn, args.lstm, args.gpt2, torch_cnn=args.torch_cnn,
+                            torch_cnn_kwargs=json.loads(args.torch_cnn_kwargs), torch_lstm=args.torch_lstm,
+                            torch_lstm_kwargs=json.loads(args.torch_lstm_kwargs), gpt2_checkpoint=args.gpt2_checkpoint)
     if not systems:
         p.error("name at least one bundle (--cnn, --lstm, --gpt2)")
     results = measure(systems, warmup=args.warmup, iterations=args.iterations)

@@ -58,6 +58,7 @@ class System:
     size_bytes: int | None = None
     batch: int = 1              # items one step processes: throughput = batch / latency
     peer: str | None = None     # which peer this row is ("pytorch", ...); guessed from the name when None
+    bytes_per_token: int | None = None  # generation: bytes a decode step reads (the bandwidth floor's numerator)
 
     @property
     def peer_name(self) -> str | None:

@@ -27,7 +27,7 @@ for p in reversed(json.loads(sys.argv[2])):
         sys.path.insert(0, p)
 import time
 from reelrt.bench.harness import System, one_line
-from reelrt.bench.isolated import peak_rss_bytes
+from reelrt.bench.machine import peak_rss_bytes
 try:
     step = System(**json.loads(sys.argv[1])).build()
     step()
@@ -67,26 +67,3 @@ def measure_isolated(system: System, threads: int, timeout: float = 300.0, steps
         lines = proc.stderr.strip().splitlines()
         return Isolated(error=found.get("error") or one_line(lines[-1] if lines else f"child exited with status {proc.returncode}"))
     return Isolated(peak_rss_bytes=found["peak_rss_bytes"], cold_start_ms=(found["answered"] - start) * 1e3)
-
-
-def peak_rss_bytes() -> int:
-    """This process's peak resident set size so far.
-
-    On Linux this is VmHWM, the high-water mark of the current address space: getrusage's
-    ru_maxrss also keeps the parent's peak across fork and exec, so a child spawned by a
-    big benchmark process would report the parent's memory as its own.
-    """
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    try:
-        import resource
-    except ImportError:  # Windows
-        import psutil
-        return int(psutil.Process().memory_info().peak_wset)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return int(peak if sys.platform == "darwin" else peak * 1024)  # bytes on macOS, KiB on the BSDs

@@ -8,15 +8,21 @@ from __future__ import annotations
 
 import os
 import platform
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
 
+from reelrt.runtime.system import cpu_flags, cpu_name, library_versions
+
 # CPU flags (as /proc/cpuinfo spells them) that decide which kernels a runtime can use.
 FLAGS = ("avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx512_bf16", "avx512_fp16",
          "avx_vnni", "amx_tile", "amx_int8", "amx_bf16", "amx_fp16")
+# the libraries whose versions a benchmark's figures depend on
+VERSIONED = ("reelrt", "numpy", "onnxruntime", "openvino", "torch", "optimum", "opencv-python-headless",
+             "llama-cpp-python")
 TRIAD_BLOCK = 1 << 15        # elements per block: the temporary stays in L1/L2, so only a, b and c touch memory
 
 
@@ -24,10 +30,9 @@ def describe(threads: int, bandwidth: bool = True) -> dict[str, Any]:
     """The machine as a JSON-able dict; `bandwidth` runs the triad (about a second)."""
     import psutil
 
-    info = _cpuinfo()
-    flags = set(info.get("flags", "").split())
+    flags = cpu_flags()
     machine = {
-        "cpu": info.get("model name") or platform.processor() or platform.machine(),
+        "cpu": cpu_name(),
         "arch": platform.machine(),
         "physical_cores": psutil.cpu_count(logical=False) or os.cpu_count(),
         "logical_cores": psutil.cpu_count(logical=True),
@@ -36,7 +41,7 @@ def describe(threads: int, bandwidth: bool = True) -> dict[str, Any]:
         "threads": threads,
         "os": f"{platform.system()} {platform.release()}",
         "python": platform.python_version(),
-        "versions": _versions(),
+        "versions": library_versions(VERSIONED),
     }
     if bandwidth:
         machine["bandwidth_gb_s"] = round(triad_bandwidth(threads), 2)
@@ -75,30 +80,24 @@ def triad_bandwidth(threads: int, elements: int = 1 << 24, repeats: int = 5) -> 
     return 3 * a.nbytes / best / 1e9
 
 
-def _cpuinfo() -> dict[str, str]:
-    """The first processor's fields from /proc/cpuinfo (empty off Linux)."""
-    fields: dict[str, str] = {}
+def peak_rss_bytes() -> int:
+    """This process's peak resident set size so far.
+
+    On Linux this is VmHWM, the high-water mark of the current address space: getrusage's
+    ru_maxrss also keeps the parent's peak across fork and exec, so a child spawned by a
+    big benchmark process would report the parent's memory as its own.
+    """
     try:
-        with open("/proc/cpuinfo") as f:
+        with open("/proc/self/status") as f:
             for line in f:
-                if not line.strip():
-                    break
-                key, _, value = line.partition(":")
-                fields[key.strip()] = value.strip()
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
     except OSError:
         pass
-    return fields
-
-
-def _versions() -> dict[str, str]:
-    """Versions of the libraries a benchmark's figures depend on, for those installed."""
-    from importlib import metadata
-
-    found = {}
-    for dist in ("reelrt", "numpy", "onnxruntime", "openvino", "torch", "optimum", "opencv-python-headless",
-                 "llama-cpp-python"):
-        try:
-            found[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            continue
-    return found
+    try:
+        import resource
+    except ImportError:  # Windows
+        import psutil
+        return int(psutil.Process().memory_info().peak_wset)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return int(peak if sys.platform == "darwin" else peak * 1024)  # bytes on macOS, KiB on the BSDs

@@ -19,7 +19,8 @@ The JSON (results.json) is read by other tools, so it stays flat and stable:
         "throughput_per_s": ..,                     # batch * 1000 / median latency
         "metrics": {"ttft_ms": {<same keys as latency_ms>}, "decode_ms_per_token": {..}},
         "tokens_per_s": ..,                         # 1000 / median decode ms/token, else null
-        "bandwidth_floor_ms_per_token": ..,         # size_bytes / bandwidth, generation rows only
+        "bytes_per_token": ..,                      # bytes a decode step reads (weights streamed + KV cache)
+        "bandwidth_floor_ms_per_token": ..,         # bytes_per_token / this run's bandwidth, else null
         "peak_rss_bytes": .., "cold_start_ms": ..,  # from a child process; null if not measured
         "isolated_error": null,                     # why the child run failed, if it did
         "speedup_vs_baseline": ..,                  # baseline median / this median (>1 = faster)
@@ -75,8 +76,9 @@ def to_json(run: Run) -> dict[str, Any]:
             "throughput_per_s": s.batch * 1e3 / r.latency_ms.median if r.latency_ms.median > 0 else None,
             "metrics": {k: _stats(v) for k, v in r.metrics.items()},
             "tokens_per_s": 1e3 / decode.median if decode and decode.median > 0 else None,
-            "bandwidth_floor_ms_per_token": (s.size_bytes / (bandwidth * 1e9) * 1e3
-                                             if decode and s.size_bytes and bandwidth else None),
+            "bytes_per_token": s.bytes_per_token,
+            "bandwidth_floor_ms_per_token": (s.bytes_per_token / (bandwidth * 1e9) * 1e3
+                                             if decode and s.bytes_per_token and bandwidth else None),
             "peak_rss_bytes": child.peak_rss_bytes, "cold_start_ms": child.cold_start_ms,
             "isolated_error": child.error,
             "speedup_vs_baseline": 1 / vs_base[key] if vs_base.get(key) else None,
@@ -108,7 +110,7 @@ def markdown(data: dict[str, Any], header: bool = True) -> str:
         baseline, fastest = data["baselines"].get(workload), data["fastest_peers"].get(workload)
         columns = ["system", "median ms", "p90 ms", "p99 ms", "per s"]
         if generation:
-            columns += ["TTFT ms", "decode ms/token", "tokens/s"]
+            columns += ["TTFT ms", "decode ms/token", "tokens/s", "floor ms/token"]
         columns += ["peak RSS MB", "cold start ms", "size MB", f"vs {baseline}"]
         if fastest and fastest != baseline:
             columns.append("vs fastest peer")
@@ -119,7 +121,8 @@ def markdown(data: dict[str, Any], header: bool = True) -> str:
                      _num(lat["median"]), _num(lat["p90"]), _num(lat["p99"]), _num(r["throughput_per_s"])]
             if generation:
                 ttft, decode = r["metrics"].get("ttft_ms"), r["metrics"].get("decode_ms_per_token")
-                cells += [_num(ttft and ttft["median"]), _num(decode and decode["median"]), _num(r["tokens_per_s"])]
+                cells += [_num(ttft and ttft["median"]), _num(decode and decode["median"]), _num(r["tokens_per_s"]),
+                          _num(r.get("bandwidth_floor_ms_per_token"))]
             cells += [_num(r["peak_rss_bytes"] and r["peak_rss_bytes"] / 1e6), _num(r["cold_start_ms"]),
                       _num(r["size_bytes"] and r["size_bytes"] / 1e6), _ratio(r["speedup_vs_baseline"])]
             if fastest and fastest != baseline:

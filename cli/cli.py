@@ -11,6 +11,7 @@ import importlib
 import sys
 
 from reelrt import __version__
+from reelrt.parsing import Parser
 
 # Each stage declares its own subcommands (in --help order); none of these imports anything heavy.
 STAGES = ("reelrt.export.command", "reelrt.models.command", "reelrt.quantize.command",
@@ -27,7 +28,7 @@ examples:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="reelrt", description="Export, quantize, compile and run CNN, LSTM and GPT-2 models on edge devices.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"reelrt {__version__}")
@@ -38,6 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from reelrt.runtime.errors import ReelrtError
+
     args = build_parser().parse_args(argv)
     module, func = args.handler.split(":")
     try:
@@ -45,9 +48,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except Exception as e:
-        from reelrt.runtime.errors import ReelrtError
-        if isinstance(e, (ReelrtError, FileNotFoundError)):
-            print(f"reelrt {args.command}: error: {e}", file=sys.stderr)
-            return 2
-        raise
+    except (ReelrtError, ValueError, OSError) as e:
+        # ReelrtError and its typed children; InputError is a ValueError, and so are the refusals
+        # of libraries handed a bad value; OSError covers missing, unreadable or unwritable paths
+        message = " ".join(str(e).split()) or type(e).__name__
+        print(f"reelrt {args.command}: error: {message}", file=sys.stderr)
+        return 2
+

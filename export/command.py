@@ -2,6 +2,8 @@
 imported only when its export runs."""
 from __future__ import annotations
 
+from reelrt.parsing import positive_int
+
 
 def add_parsers(sub) -> None:
     """`reelrt export cnn|lstm|gpt2`."""
@@ -16,13 +18,13 @@ def add_parsers(sub) -> None:
     e = fam.add_parser("lstm", help="LSTM text classifier")
     e.set_defaults(handler="reelrt.export.lstm:main")
     e.add_argument("--checkpoint", help="checkpoint written by `reelrt train lstm`")
-    e.add_argument("--vocab-size", type=int, default=2000, help="random-weight model: vocabulary size")
-    e.add_argument("--hidden", type=int, default=128, help="random-weight model: hidden size")
+    e.add_argument("--vocab-size", type=positive_int, default=2000, help="random-weight model: vocabulary size")
+    e.add_argument("--hidden", type=positive_int, default=128, help="random-weight model: hidden size")
     e.add_argument("--out", required=True)
     e = fam.add_parser("gpt2", help="GPT-2 decoder with a key/value cache and fused operators")
     e.set_defaults(handler="reelrt.export.gpt2:main")
     src = e.add_mutually_exclusive_group(required=True)
     src.add_argument("--checkpoint", help="checkpoint directory in transformers format")
     src.add_argument("--config", choices=["gpt2", "gpt2-medium", "distilgpt2", "tiny"], help="random weights")
-    e.add_argument("--max-context", type=int, default=None, help="largest prompt + generated length")
+    e.add_argument("--max-context", type=positive_int, default=None, help="largest prompt + generated length")
     e.add_argument("--out", required=True)

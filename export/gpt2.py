@@ -15,6 +15,7 @@ import numpy as np
 from reelrt.export.provenance import provenance
 from reelrt.runtime.validation import ValidationError, check, compare
 from reelrt.runtime.bundle import BundleWriter
+from reelrt.runtime.bundle.layout import REFERENCE_INPUTS, REFERENCE_OUTPUTS
 from reelrt.runtime.errors import InputError
 from reelrt.runtime.bundle.manifest import Manifest, TensorSpec
 
@@ -70,8 +71,9 @@ def export(out: str | Path, checkpoint: str | Path | None = None, config: str | 
         save(graph, w.dir / "model.onnx")
         del graph
         tokenizer.save(str(w.dir / "tokenizer.json"))
-        validation = validate(model, w.dir / "model.onnx", facts, tokenizer.encode(VALIDATION_PROMPT).ids,
-                              random_weights, threads)
+        prompt = tokenizer.encode(VALIDATION_PROMPT).ids
+        validation = validate(model, w.dir / "model.onnx", facts, prompt, random_weights, threads)
+        write_reference(model, prompt[:max_context - 1], decoder_outputs(facts)[0], w.dir)
         return w.commit(Manifest(
             family="gpt2", task="text-generation", precision="fp32", model="model.onnx",
             inputs=decoder_inputs(facts), outputs=decoder_outputs(facts), artifacts={},
@@ -81,6 +83,18 @@ def export(out: str | Path, checkpoint: str | Path | None = None, config: str | 
             provenance=provenance(source, Path(checkpoint).resolve() if checkpoint else None,
                                   **({"random_config": config, "seed": seed} if random_weights else {})),
             validation=validation, extra=facts))
+
+
+def write_reference(model, prompt: list[int], logits_spec: TensorSpec, directory: Path) -> None:
+    """reference/: a real prompt's token ids and transformers' next-token logits after it, shaped as
+    the graph declares its logits (what quantize and compile check a new graph against;
+    runtime/reference.py builds the feeds)."""
+    import torch
+    with torch.no_grad():
+        logits = model(torch.tensor([prompt])).logits[:, -1].float().numpy()
+    (directory / "reference").mkdir()
+    np.savez(directory / REFERENCE_INPUTS, input_ids=np.asarray([prompt], np.int64))
+    np.savez(directory / REFERENCE_OUTPUTS, **{logits_spec.name: logits.reshape(1, *logits_spec.shape[1:])})
 
 
 def decoder_inputs(facts: dict) -> list[TensorSpec]:

@@ -20,12 +20,21 @@ import numpy as np
 from reelrt.export.provenance import provenance
 from reelrt.runtime.validation import Comparison, check, compare
 from reelrt.runtime.bundle import BundleWriter
+from reelrt.runtime.bundle.layout import REFERENCE_INPUTS, REFERENCE_OUTPUTS
 from reelrt.runtime.bundle.manifest import Manifest, TensorSpec
 from reelrt.runtime.tasks.text import encode
 
 OPSET = 17
 HELDOUT = "heldout.csv"       # labelled rows the model never trained on: accuracy after quantization
 VALIDATION_TEXTS = 64
+# the reference set's texts when the checkpoint holds no held-out rows (random weights)
+REFERENCE_TEXTS = ("The captain ordered the ship out of orbit before the shields failed.",
+                   "Nothing beats fresh bread with garlic butter on a cold evening.",
+                   "The kernel panicked after the new driver was loaded.",
+                   "She scored twice in the final minutes and the crowd went wild.",
+                   "Love is patient, love is kind, and it keeps no record of wrongs.",
+                   "Beam me up.", "Pass the salt, please.",
+                   "Any sufficiently advanced technology is indistinguishable from magic.")
 
 
 def lstm_weights(lstm, layer: int, suffix: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -153,6 +162,16 @@ def heldout_accuracy(path: Path, tokenizer, rows: list[tuple[str, str]], labels:
     return float(np.mean([labels[p] == label for p, (_, label) in zip(predicted, rows)]))
 
 
+def write_reference(checkpoint, directory: Path, max_length: int) -> None:
+    """reference/: real texts (held-out rows, else REFERENCE_TEXTS) as the graph's feeds, and
+    PyTorch's logits for them: what quantize and compile check a new graph against."""
+    texts = [text for text, _ in checkpoint.heldout[:VALIDATION_TEXTS]] or list(REFERENCE_TEXTS)
+    ids, lengths = encode(checkpoint.tokenizer, texts, max_length, 0)
+    (directory / "reference").mkdir()
+    np.savez(directory / REFERENCE_INPUTS, input_ids=ids, lengths=lengths)
+    np.savez(directory / REFERENCE_OUTPUTS, logits=torch_logits(checkpoint.model, ids, lengths))
+
+
 def write_heldout(rows: list[tuple[str, str]], path: Path) -> None:
     with open(path, "w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
@@ -170,6 +189,7 @@ def export_bundle(checkpoint, out: str | Path, source: str, checkpoint_path: str
         build_onnx(checkpoint.model.eval(), w.dir / "model.onnx")
         checkpoint.tokenizer.save(str(w.dir / "tokenizer.json"))
         validation = validate(checkpoint, w.dir / "model.onnx", max_length)
+        write_reference(checkpoint, w.dir, max_length)
         extra = {"vocab_size": config.vocab_size, "embed_dim": config.embed_dim, "hidden": config.hidden,
                  "layers": config.layers, "bidirectional": config.bidirectional}
         if checkpoint.heldout:

@@ -2,21 +2,16 @@
 from __future__ import annotations
 
 import hashlib
-import importlib.metadata
 import platform
 from pathlib import Path
+
+from reelrt.runtime.system import library_versions
 
 TOOLS = ("reelrt", "torch", "onnx", "onnxruntime", "onnxscript", "transformers", "optimum", "openvino")
 
 
 def tool_versions() -> dict[str, str]:
-    versions = {}
-    for name in TOOLS:
-        try:
-            versions[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            continue
-    return versions
+    return library_versions(TOOLS)
 
 
 def checkpoint_sha256(path: str | Path | None) -> str | None:

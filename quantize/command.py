@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import importlib
 
-from reelrt.parsing import command
+from reelrt.parsing import command, positive_int
 
 # (family, precision) -> "module:function(src: Bundle, args) -> Path of the written bundle"
 PASSES = {
@@ -46,7 +46,7 @@ def add_parsers(sub) -> None:
     p.add_argument("--calibration", help="CNN int8: folder of images or an .npy array (N,H,W,3 uint8 or N,C,H,W float)")
     p.add_argument("--method", choices=["minmax", "percentile", "entropy"], default=None,
                    help="CNN int8 calibration method (default: the family's measured best)")
-    p.add_argument("--block-size", type=int, default=None,
+    p.add_argument("--block-size", type=positive_int, default=None,
                    help="int4/int8 weight-only: weights per quantization block (default: the family's measured best)")
     p.add_argument("--accuracy-level", type=int, default=None, choices=[0, 1, 2, 3, 4],
                    help="int4: MatMulNBits compute precision (4 = int8 activations, fastest on x86)")

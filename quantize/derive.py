@@ -1,7 +1,9 @@
 """Write a quantized bundle from a source bundle: the part every precision pass shares.
 
-A pass only turns the source ONNX into a smaller one; copying the other artifacts
-(tokenizer, labels), updating the manifest and the atomic write happen here.
+A pass only turns the source ONNX into a smaller one (and validates it against the fp32 graph in
+its own way); copying the other artifacts (tokenizer, labels, the reference set), checking the new
+graph against the source model's answers to the reference inputs, updating the manifest and the
+atomic write happen here.
 """
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ from typing import Callable
 from reelrt.export.provenance import tool_versions
 from reelrt.runtime.bundle import Bundle, BundleWriter
 from reelrt.runtime.bundle.manifest import Manifest
+from reelrt.runtime.errors import InputError
 
 # pass(src_model, dst_model) -> validation facts to record in the manifest
 ModelPass = Callable[[Path, Path], dict]
@@ -25,11 +28,14 @@ def derive_bundle(src: Bundle, out: str | Path, precision: str, model_pass: Mode
     """
     m = src.manifest
     if Path(out).resolve() == src.root:
-        raise ValueError("--out must differ from the source bundle")
+        raise InputError(f"--out must differ from the source bundle {src.root}")
     with BundleWriter(out) as w:
         # the model (and its external data) is replaced; plans compiled from it would be stale
         w.copy_artifacts(src, lambda rel: rel != m.model and not rel.startswith((m.model + ".", "engines/")))
         validation = model_pass(src.model_path, w.dir / "model.onnx")
+        against_source = against_source_model(src, w.dir / "model.onnx", precision)
+        if against_source is not None:
+            validation["against_source_model"] = against_source
         retype = lambda specs: [type(s)(s.name, (dtypes or {}).get(s.name, s.dtype), s.shape) for s in specs]
         manifest = Manifest(
             family=m.family, task=m.task, precision=precision, model="model.onnx",
@@ -40,3 +46,18 @@ def derive_bundle(src: Bundle, out: str | Path, precision: str, model_pass: Mode
             validation={**validation, "source_validation": m.validation},
             extra=m.extra)
         return w.commit(manifest)
+
+
+def against_source_model(src: Bundle, model: Path, precision: str) -> dict | None:
+    """The new graph under ONNX Runtime on the source bundle's reference inputs against the
+    source model's answers to them (PyTorch's, written at export), within `precision`'s
+    tolerance; ValidationError outside it, None when the bundle carries no answers."""
+    import onnxruntime as ort
+
+    from reelrt.runtime.reference import check_against_source, has_reference, reference_feeds, source_outputs
+    if not has_reference(src) or source_outputs(src) is None:
+        return None
+    session = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
+    names = [o.name for o in session.get_outputs()]
+    outputs = dict(zip(names, session.run(names, reference_feeds(src))))
+    return check_against_source(src, outputs, precision, f"the {precision} graph")

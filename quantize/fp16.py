@@ -3,9 +3,8 @@
 Keeping the graph's inputs and outputs fp32 (casts at the edges) means a client feeds the
 same arrays to an fp16 bundle as to an fp32 one, whatever the family. fp16 pays off on
 GPUs (TensorRT, CUDA); on most CPUs ONNX Runtime computes it slower than fp32.
-Validation runs the source and the fp16 graph on the bundle's reference/inputs.npz when it
-has one, else on inputs synthesised from the manifest's specs (symbolic axes of 2, floats
-from a normal distribution, integers 0: a valid token id or index for every family).
+Validation runs the source and the fp16 graph on the bundle's reference inputs (real images,
+texts or a prompt's prefill, runtime/reference.py); a bundle without a reference set is refused.
 """
 from __future__ import annotations
 
@@ -16,8 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from reelrt.runtime.bundle import Bundle
-from reelrt.runtime.bundle.layout import REFERENCE_INPUTS
-from reelrt.runtime.compile import synthetic_feeds
+from reelrt.runtime.reference import reference_feeds
+from reelrt.runtime.validation import weights_are_random
 
 
 def quantize_fp16(src: Bundle, args: argparse.Namespace) -> Path:
@@ -47,19 +46,21 @@ def validate_fp16(src: Bundle, fp32_model: Path, fp16_model: Path) -> dict:
 
     from reelrt.runtime.validation import check, compare
 
-    if REFERENCE_INPUTS in src.manifest.artifacts:
-        with np.load(src.path(REFERENCE_INPUTS), allow_pickle=False) as ref:
-            feeds, what, top1 = dict(ref), "reference inputs", bool(src.manifest.extra.get("trained"))
-    else:
-        feeds, what, top1 = synthetic_feeds(src.manifest.inputs), "synthetic inputs", False
+    feeds, what, top1 = reference_feeds(src), "reference inputs", not weights_are_random(src.manifest)
     sessions = [ort.InferenceSession(str(m), providers=["CPUExecutionProvider"]) for m in (fp32_model, fp16_model)]
     reference, candidate = (s.run(None, feeds) for s in sessions)
     names = [o.name for o in sessions[0].get_outputs()]
     report = {"reference": "fp32 source bundle (onnxruntime)", "precision": "fp16", "inputs": what,
-              "size_bytes": {"fp32": os.path.getsize(fp32_model), "fp16": os.path.getsize(fp16_model)}}
+              "size_bytes": {"fp32": model_bytes(fp32_model), "fp16": model_bytes(fp16_model)}}
     for name, r, c in zip(names, reference, candidate):
         report[name] = check(compare(r, c), "fp16", f"fp16 output {name!r} on {what}", top1=top1).to_json()
     print(f"fp16: {report['size_bytes']['fp32'] / 1e6:.2f} MB -> {report['size_bytes']['fp16'] / 1e6:.2f} MB;"
           f" {names[0]} max |diff| {report[names[0]]['max_abs_diff']:.3g}, top-1 agreement"
           f" {report[names[0]]['top1_agreement']:.2%} on {what}")
     return report
+
+
+def model_bytes(model: Path) -> int:
+    """The graph's size on disk, its external weights included."""
+    data = model.with_name(model.name + ".data")
+    return os.path.getsize(model) + (os.path.getsize(data) if data.is_file() else 0)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from reelrt.parsing import command
+from reelrt.parsing import command, non_negative_float, non_negative_int, positive_float, positive_int
 
 
 def inspect(args: argparse.Namespace) -> int:
@@ -65,26 +65,30 @@ def verify(args: argparse.Namespace) -> int:
     return 0
 
 
+# the options of each kind of bundle, as (attribute, flag); a run refuses the other kind's
+SAMPLING = (("temperature", "--temperature"), ("top_k", "--top-k"), ("top_p", "--top-p"), ("seed", "--seed"))
+GENERATION = (("prompt", "--prompt"), ("max_new_tokens", "--max-new-tokens"), *SAMPLING)
+INPUTS = {"image-classification": ("image", "--image", "images: pass --image FILE", 5),
+          "text-classification": ("text", "--text", 'texts: pass --text "..."', 3)}
+
+
 def run(args: argparse.Namespace) -> int:
-    from reelrt.runtime import load
-    from reelrt.runtime.errors import InputError
-    model = load(args.bundle, device=args.device, threads=args.threads)
-    task = model.manifest.task
+    from reelrt.runtime import open_bundle, task_class
+    bundle = open_bundle(args.bundle)
+    task = bundle.manifest.task
     if task == "text-generation":
-        if args.prompt is None:
-            raise InputError("this bundle generates text: pass --prompt \"...\"")
-        sys.stdout.write(args.prompt)
-        for piece in model.stream(args.prompt, max_new_tokens=args.max_new_tokens, temperature=args.temperature,
-                                  top_k=args.top_k, top_p=args.top_p, seed=args.seed):
-            sys.stdout.write(piece)
-            sys.stdout.flush()
-        sys.stdout.write("\n")
-        return 0
-    # classifiers: (the option that feeds them, how to ask for it, default top-k)
-    items, hint, top_k = ((args.image, "images: pass --image FILE", 5) if task == "image-classification"
-                          else (args.text, 'text: pass --text "..."', 3))
+        _refuse(args, [(a, f) for a, f, *_ in INPUTS.values()], "not for this bundle, which generates text (pass --prompt)")
+        _refuse_sampling_under_greedy(args, bundle.manifest.generation)
+        return _generate(task_class(task)(bundle, device=args.device, threads=args.threads), args)
+    attr, flag, hint, top_k = INPUTS[task]
+    other_input = [(a, f) for a, f, *_ in INPUTS.values() if a != attr]
+    generation_only = [option for option in GENERATION if option[0] != "top_k"]  # --top-k counts classes here
+    _refuse(args, [*generation_only, *other_input], f"not for this bundle, which classifies {hint}")
+    items = getattr(args, attr)
     if not items:
+        from reelrt.runtime.errors import InputError
         raise InputError(f"this bundle classifies {hint}")
+    model = task_class(task)(bundle, device=args.device, threads=args.threads)
     for item, result in zip(items, model.classify(items, top_k=args.top_k or top_k)):
         print(item)
         for label, prob in result:
@@ -92,29 +96,65 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _generate(model, args: argparse.Namespace) -> int:
+    """Stream the continuation of each --prompt, one line each."""
+    from reelrt.runtime.errors import InputError
+    if not args.prompt:
+        raise InputError('this bundle generates text: pass --prompt "..."')
+    options = {attr: getattr(args, attr) for attr in ("max_new_tokens", "temperature", "top_k", "top_p", "seed")}
+    for prompt in args.prompt:
+        pieces = model.stream(prompt, **options)  # refuses bad options before any output
+        sys.stdout.write(prompt)
+        for piece in pieces:
+            sys.stdout.write(piece)
+            sys.stdout.flush()
+        sys.stdout.write("\n")
+    return 0
+
+
+def _refuse(args: argparse.Namespace, options, why: str) -> None:
+    from reelrt.runtime.errors import InputError
+    given = [flag for attr, flag in options if getattr(args, attr) is not None]
+    if given:
+        raise InputError(f"{', '.join(given)}: {why}")
+
+
+def _refuse_sampling_under_greedy(args: argparse.Namespace, defaults: dict) -> None:
+    """Sampling options change nothing when decoding is greedy: say so rather than ignore them."""
+    temperature = args.temperature if args.temperature is not None else defaults.get("temperature", 0.0)
+    if temperature == 0:
+        _refuse(args, SAMPLING[1:], "sampling options, but decoding is greedy (temperature 0): pass --temperature"
+                " above 0, or leave them out")
+
+
 def add_parsers(sub) -> None:
     """`reelrt compile`, `run`, `inspect`, `verify`."""
     p = command(sub, "compile", "reelrt.runtime.compile:main", "pick and record the fastest backend for this device",
                 "Measure the builds available on this machine (ONNX Runtime, OpenVINO when installed; TensorRT on"
-                " an NVIDIA GPU) and record the fastest one within the bundle's accuracy budget in the bundle.")
+                " an NVIDIA GPU, UNVERIFIED) on the bundle's reference inputs, and record the fastest one within the"
+                " bundle's accuracy budget in the bundle.")
     p.add_argument("bundle")
-    p.add_argument("--target", choices=["cpu", "tensorrt"], default="cpu")
+    p.add_argument("--target", choices=["cpu", "tensorrt"], default="cpu",
+                   help="tensorrt: UNVERIFIED, written against the TensorRT 10 API and never run on a GPU")
     p.add_argument("--out", help="write the compiled bundle here instead of updating BUNDLE in place")
     p.add_argument("--prefer", choices=["latency", "startup"], default="latency",
                    help="cpu: fastest steady state (default), or ONNX Runtime only for the quickest first answer")
 
     p = command(sub, "run", "reelrt.runtime.command:run", "run a bundle on an image, a text or a prompt")
     p.add_argument("bundle")
-    p.add_argument("--image", action="append", help="image file (repeatable)")
-    p.add_argument("--text", action="append", help="text to classify (repeatable)")
-    p.add_argument("--prompt", help="prompt to continue (streams to stdout)")
-    p.add_argument("--top-k", type=int, default=None, help="classes to show, or top-k sampling for --prompt")
-    p.add_argument("--max-new-tokens", type=int, default=64)
-    p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy")
-    p.add_argument("--top-p", type=float, default=1.0)
-    p.add_argument("--seed", type=int, default=None)
-    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
-    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--image", action="append", help="image file (repeatable; image classifiers)")
+    p.add_argument("--text", action="append", help="text to classify (repeatable; text classifiers)")
+    p.add_argument("--prompt", action="append", help="prompt to continue, streamed to stdout (repeatable; generators)")
+    p.add_argument("--top-k", type=non_negative_int, default=None,
+                   help="classes to show, or top-k sampling for --prompt (0 = off)")
+    p.add_argument("--max-new-tokens", type=positive_int, default=None, help="generators: default from the bundle")
+    p.add_argument("--temperature", type=non_negative_float, default=None,
+                   help="generators: 0 = greedy (the bundle's default); sampling options need it above 0")
+    p.add_argument("--top-p", type=positive_float, default=None, help="generators: nucleus sampling, in (0, 1]")
+    p.add_argument("--seed", type=non_negative_int, default=None, help="generators: makes sampling reproducible")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
+                   help="cuda: UNVERIFIED, never run on a GPU")
+    p.add_argument("--threads", type=positive_int, default=None, help="intra-op threads (default: one per core)")
 
     p = command(sub, "inspect", "reelrt.runtime.command:inspect", "summarise what a bundle holds")
     p.add_argument("bundle")

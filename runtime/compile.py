@@ -3,8 +3,16 @@
 `--target cpu` (here): the candidates are ONNX Runtime on the bundle's graph, and, when
 OpenVINO is installed, OpenVINO at f32 and (on CPUs with bf16 units) with a bf16
 inference-precision hint. On an int8 (QDQ) bundle every candidate runs the int8 graph;
-the hint then governs only what is left in float. `--target tensorrt` is served by
+the hint then governs only what is left in float. A GPT-2 bundle is timed on what a client
+waits for, one decode step on the cache after the reference prompt, and only ONNX Runtime
+can serve it: the generation loop binds the cache as ONNX Runtime buffers, so OpenVINO is
+reported unavailable. `--target tensorrt` (UNVERIFIED: never run on a GPU) is served by
 reelrt.runtime.backends.gpu.tensorrt.
+
+Inputs: the bundle's reference set (runtime/reference.py), real inputs written at export. The
+bundle's own graph under ONNX Runtime is first checked against the source model's answers to
+them (reference/outputs.npz) within the bundle's precision's tolerance; compile refuses a
+bundle that has drifted from its source.
 
 Accuracy: a candidate is compared with ONNX Runtime on the bundle's own graph (the
 reference every stage validated against) on the bundle's reference/inputs.npz, under the
@@ -23,21 +31,20 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import platform
 import statistics
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
-from reelrt.runtime.backends import opener
-from reelrt.runtime.bundle import Bundle, BundleWriter, open_bundle
-from reelrt.runtime.errors import BackendUnavailableError
-from reelrt.runtime.bundle.layout import REFERENCE_INPUTS
-from reelrt.runtime.bundle.manifest import TensorSpec
+from reelrt.runtime.backends import Backend, opener
 from reelrt.runtime.backends.session import physical_cores
-from reelrt.runtime.errors import ValidationError
+from reelrt.runtime.bundle import Bundle, BundleWriter, open_bundle
+from reelrt.runtime.errors import BackendUnavailableError, ValidationError
+from reelrt.runtime.reference import check_against_source, reference_feeds, reference_prompt
+from reelrt.runtime.system import cpu_name
 from reelrt.runtime.validation import compare, tolerance_for, weights_are_random
 
 TENSORRT = "reelrt.runtime.backends.gpu.tensorrt:compile_bundle"
@@ -68,8 +75,8 @@ class Candidate:
 def main(args: argparse.Namespace) -> int:
     if args.target == "tensorrt":
         module, func = TENSORRT.split(":")
-        return getattr(importlib.import_module(module), func)(args.bundle, args) or 0
-    out = compile_cpu(args.bundle, out=args.out, prefer=getattr(args, "prefer", "latency"))
+        return getattr(importlib.import_module(module), func)(args.bundle, out=args.out) or 0
+    out = compile_cpu(args.bundle, out=args.out, prefer=args.prefer)
     print(f"wrote {out}")
     return 0
 
@@ -82,20 +89,27 @@ def compile_cpu(path: str | Path, out: str | Path | None = None, threads: int | 
     bundle = open_bundle(path)
     threads = threads or physical_cores()
     feeds = reference_feeds(bundle)
-    precision = bundle.manifest.precision
-    top1 = not weights_are_random(bundle.manifest)
+    manifest = bundle.manifest
+    precision = manifest.precision
+    top1 = not weights_are_random(manifest)
     candidates, steps = [], []
-    reference = None
+    reference, against_source = None, None
     for cand in cpu_candidates():
+        candidates.append(cand)
         try:
-            backend = opener(cand.backend)(bundle, bundle.manifest.model, "cpu", threads,
-                                            {"inference_precision": cand.inference_precision})
+            if manifest.task == "text-generation" and cand.backend != "onnxruntime":
+                raise BackendUnavailableError("text generation binds its key/value cache as ONNX Runtime buffers")
+            backend = opener(cand.backend)(bundle, manifest.model, "cpu", threads,
+                                           {"inference_precision": cand.inference_precision})
+            step = timed_step(bundle, backend, feeds)
         except BackendUnavailableError as e:
             cand.note = str(e)
-            candidates.append(cand)
             continue
-        output = backend.run(feeds)[0]
-        reference = output if reference is None else reference  # ONNX Runtime comes first
+        outputs = dict(zip(backend.output_names, backend.run(feeds)))
+        output = outputs[backend.output_names[0]]
+        if reference is None:  # ONNX Runtime on the bundle's graph comes first: the reference
+            reference = output
+            against_source = check_against_source(bundle, outputs, precision, "compile: ONNX Runtime on the bundle's graph")
         cand.tolerance_precision = computing_precision(precision, cand.inference_precision)
         try:
             cmp = compare(reference, output)
@@ -104,19 +118,50 @@ def compile_cpu(path: str | Path, out: str | Path | None = None, threads: int | 
         else:
             cand.relative_diff, cand.top1_agreement = cmp.relative_diff, cmp.top1_agreement
             cand.within_budget = cmp.within(tolerance_for(cand.tolerance_precision), top1)
-        single = {k: v[:1] for k, v in feeds.items()}
-        steps.append((cand, lambda b=backend, f=single: b.run(f)))
-        candidates.append(cand)
+        steps.append((cand, step))
     _time_interleaved(steps, seconds)
     best = choose(candidates, prefer)
     if verbose:
-        print(describe(candidates, best, bundle.manifest.precision))
-    target = {"backend": best.backend, "path": bundle.manifest.model, "precision": bundle.manifest.precision,
+        print(describe(candidates, best, precision, what_is_timed(bundle)))
+    target = {"backend": best.backend, "path": manifest.model, "precision": precision,
               "inference_precision": best.inference_precision, "latency_ms": round(best.latency_ms, 3),
-              "device": cpu_name(), "threads": threads, "top1_checked": top1, "prefer": prefer,
+              "timed": what_is_timed(bundle), "device": cpu_name(), "threads": threads, "top1_checked": top1,
+              "prefer": prefer, "budget": asdict(tolerance_for(best.tolerance_precision)),
+              "against_source": against_source,
               "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
               "candidates": [{k: v for k, v in asdict(c).items() if k != "times"} for c in candidates]}
     return write_target(bundle, target, out)
+
+
+def timed_step(bundle: Bundle, backend: Backend, feeds: dict[str, np.ndarray]) -> Callable[[], object]:
+    """One timed call: a classifier's batch-1 run on its first reference input, or a generator's
+    decode step at the reference prompt's length (rewound after each step, so every step sees the
+    same context)."""
+    if bundle.manifest.task != "text-generation":
+        single = {k: v[:1] for k, v in feeds.items()}
+        return lambda: backend.run(single)
+    from reelrt.runtime.tasks.generation.decoder import KVDecoder
+    session = getattr(backend, "session", None)
+    if session is None:
+        raise BackendUnavailableError(f"{backend.name} has no ONNX Runtime session to bind the cache to")
+    x = bundle.manifest.extra
+    decoder = KVDecoder(session, int(x["n_layer"]), int(x["n_head"]), int(x["head_dim"]), int(x["max_context"]),
+                        int(x["vocab_size"]))
+    prompt = reference_prompt(bundle)
+    decoder.start(1)
+    decoder.prefill(0, prompt)
+    token = prompt[-1:]
+
+    def step() -> None:
+        decoder.rewind(len(prompt))
+        decoder.decode(token)
+    return step
+
+
+def what_is_timed(bundle: Bundle) -> str:
+    if bundle.manifest.task == "text-generation":
+        return f"decode step after the {len(reference_prompt(bundle))}-token reference prompt"
+    return "batch-1 run on a reference input"
 
 
 def choose(candidates: list[Candidate], prefer: str) -> Candidate:
@@ -126,8 +171,8 @@ def choose(candidates: list[Candidate], prefer: str) -> Candidate:
     return min(allowed, key=lambda c: c.latency_ms * (1.0 if c.backend == "onnxruntime" else handicap))
 
 
-def describe(candidates: list[Candidate], best: Candidate, precision: str) -> str:
-    lines = []
+def describe(candidates: list[Candidate], best: Candidate, precision: str, timed: str) -> str:
+    lines = [f"timed: {timed}"]
     for c in candidates:
         head = f"{'->' if c is best else '  '} {c.label(precision):<36}"
         if c.latency_ms is None:
@@ -149,27 +194,6 @@ def computing_precision(precision: str, inference_precision: str) -> str:
     return "bf16" if precision in ("fp32", "fp16") and inference_precision == "bf16" else precision
 
 
-def reference_feeds(bundle: Bundle) -> dict[str, np.ndarray]:
-    """The bundle's reference inputs, or synthetic ones when it has none."""
-    if REFERENCE_INPUTS in bundle.manifest.artifacts:
-        with np.load(bundle.path(REFERENCE_INPUTS), allow_pickle=False) as ref:
-            return {k: np.ascontiguousarray(v) for k, v in ref.items()}
-    return synthetic_feeds(bundle.manifest.inputs)
-
-
-def synthetic_feeds(specs: list[TensorSpec], symbol_size: int = 2) -> dict[str, np.ndarray]:
-    """Inputs from the manifest's specs: symbolic axes of 2, floats from a normal distribution,
-    integers 0 (a valid token id or index for every family), booleans true."""
-    rng = np.random.default_rng(0)
-    feeds = {}
-    for spec in specs:
-        shape = tuple(symbol_size if isinstance(d, str) else d for d in spec.shape)
-        dtype = np.dtype(spec.dtype)
-        feeds[spec.name] = (rng.standard_normal(shape).astype(dtype) if dtype.kind == "f"
-                            else np.ones(shape, dtype) if dtype == np.bool_ else np.zeros(shape, dtype))
-    return feeds
-
-
 def write_target(bundle: Bundle, target: dict, out: str | Path | None) -> Path:
     """Copy the bundle with manifest.target replaced, atomically, to `out` or over itself."""
     with BundleWriter(out or bundle.root) as w:
@@ -177,17 +201,6 @@ def write_target(bundle: Bundle, target: dict, out: str | Path | None) -> Path:
         manifest = bundle.manifest
         manifest.target = target
         return w.commit(manifest)
-
-
-def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def _time_interleaved(steps: list, seconds: float, block: int = 10) -> None:

@@ -7,13 +7,17 @@ import numpy as np
 import pytest
 
 
+def tiny_weight() -> np.ndarray:
+    return np.random.default_rng(0).standard_normal((48, 3)).astype(np.float32)
+
+
 def write_tiny_onnx(path: Path, external: str | None = None) -> None:
     """A 3-class 'image classifier' over 3x4x4 inputs: Flatten -> MatMul. With `external`,
     the weight lives in that external-data file (relative to the model)."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
-    weight = numpy_helper.from_array(np.random.default_rng(0).standard_normal((48, 3)).astype(np.float32), "w")
+    weight = numpy_helper.from_array(tiny_weight(), "w")
     graph = helper.make_graph(
         [helper.make_node("Flatten", ["pixels"], ["flat"], axis=1), helper.make_node("MatMul", ["flat", "w"], ["logits"])],
         "tiny",
@@ -30,12 +34,20 @@ def write_tiny_onnx(path: Path, external: str | None = None) -> None:
         onnx.save_model(model, str(path))
 
 
-def make_tiny_bundle(out: Path, external: str | None = None) -> Path:
+def make_tiny_bundle(out: Path, external: str | None = None, reference: bool = True) -> Path:
+    """The tiny classifier as a bundle; its reference set is six random frames and numpy's
+    answers for them (the 'source model' is the matrix product itself)."""
     from reelrt.runtime.bundle import BundleWriter
+    from reelrt.runtime.bundle.layout import REFERENCE_INPUTS, REFERENCE_OUTPUTS
     from reelrt.runtime.bundle.manifest import Manifest, TensorSpec
 
     with BundleWriter(out) as w:
         write_tiny_onnx(w.dir / "model.onnx", external)
+        if reference:
+            pixels = np.random.default_rng(1).standard_normal((6, 3, 4, 4)).astype(np.float32)
+            (w.dir / "reference").mkdir()
+            np.savez(w.dir / REFERENCE_INPUTS, pixels=pixels)
+            np.savez(w.dir / REFERENCE_OUTPUTS, logits=pixels.reshape(6, -1) @ tiny_weight())
         return w.commit(Manifest(
             family="cnn", task="image-classification", precision="fp32", model="model.onnx",
             inputs=[TensorSpec("pixels", "float32", ("batch", 3, 4, 4))],

@@ -109,8 +109,8 @@ try:
     print("decoded")
 except InputError as e:
     print("refused:", e)
-# this process's peak RSS (ru_maxrss would include the forking parent's)
-print(next(int(line.split()[1]) // 1024 for line in open("/proc/self/status") if line.startswith("VmHWM")))
+from reelrt.bench.machine import peak_rss_bytes
+print(peak_rss_bytes() >> 20)
 """
 
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 import numpy as np
 
 from reelrt.bench.harness import System
-from reelrt.bench.isolated import measure_isolated, peak_rss_bytes
+from reelrt.bench.isolated import measure_isolated
+from reelrt.bench.machine import peak_rss_bytes
 
 MB = 1024 * 1024
 

@@ -126,7 +126,7 @@ def test_refuses_symlinked_directory(tmp_path):
 
 def test_external_data_inside_is_accepted(tmp_path):
     bundle = make_tiny_bundle(tmp_path / "ext", external="model.onnx.data")
-    assert set(open_bundle(bundle).manifest.artifacts) == {"model.onnx", "model.onnx.data"}
+    assert set(open_bundle(bundle).manifest.artifacts) >= {"model.onnx", "model.onnx.data"}
     out = Model(open_bundle(bundle), device="cpu").run({"pixels": np.ones((1, 3, 4, 4), np.float32)})
     assert out["logits"].shape == (1, 3)
 
@@ -190,3 +190,27 @@ def test_writer_refuses_missing_model(tmp_path):
                               inputs=[TensorSpec("x", "float32", (1,))], outputs=[TensorSpec("y", "float32", (1,))],
                               artifacts={}))
     assert not (tmp_path / "b").exists()
+
+
+def modes(root: Path) -> dict[str, str]:
+    return {p.relative_to(root).as_posix(): oct(p.stat().st_mode & 0o777) for p in [root, *root.rglob("*")]}
+
+
+@pytest.mark.parametrize("umask, dirs, files", [(0o022, 0o755, 0o644), (0o077, 0o700, 0o600)])
+def test_bundles_take_the_modes_the_umask_asks_for(tmp_path, umask, dirs, files):
+    """A written bundle is readable by whoever the caller's umask lets read it (mkdtemp alone
+    would make it owner-only), for a fresh bundle and for one rewritten from another's files."""
+    old = os.umask(umask)
+    try:
+        first = make_tiny_bundle(tmp_path / "fresh", external="weights/model.onnx.data")
+        fresh = modes(first)
+        os.chmod(first / "model.onnx", 0o400)  # a stricter source file is copied with the umask's mode
+        source = open_bundle(first, verify="never")
+        with BundleWriter(tmp_path / "copy") as w:
+            w.copy_artifacts(source)
+            copied = modes(w.commit(source.manifest))
+    finally:
+        os.umask(old)
+    for found in (fresh, copied):
+        want = {rel: oct(dirs if rel in (".", "weights", "reference") else files) for rel in found}
+        assert found == want and {"weights", "reference", "model.onnx", "manifest.json"} <= set(found)

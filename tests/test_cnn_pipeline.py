@@ -1,6 +1,7 @@
 """The digits CNN end to end: train, export, int8 and fp16, compile, classify, fall back."""
 from __future__ import annotations
 
+import subprocess
 import sys
 import warnings
 
@@ -184,12 +185,23 @@ def test_run_command_prints_top_k(digits, tmp_path, capsys):
     assert lines[0] == str(path) and len(lines) == 4 and lines[1].split()[-1] == "7"
 
 
-def test_fp16_needs_no_reference_set(tiny_bundle, tmp_path):
-    """The fp16 pass serves every family: without reference inputs it validates on synthetic ones."""
+def test_fp16_checks_the_reference_set_and_the_source_answers(tiny_bundle, tmp_path):
+    """The fp16 pass validates on the bundle's reference inputs, against the fp32 graph and against
+    the source model's answers (reference/outputs.npz)."""
     assert main(["quantize", str(tiny_bundle), "--precision", "fp16", "--out", str(tmp_path / "h")]) == 0
     m = open_bundle(tmp_path / "h").manifest
-    assert m.validation["inputs"] == "synthetic inputs" and m.validation["logits"]["relative_diff"] <= 0.01
+    assert m.validation["inputs"] == "reference inputs" and m.validation["logits"]["relative_diff"] <= 0.01
+    assert 0 < m.validation["against_source_model"]["logits"]["relative_diff"] <= 0.01
     x = np.random.default_rng(0).standard_normal((3, 3, 4, 4)).astype(np.float32)
     a = load(tiny_bundle, device="cpu").run({"pixels": x})["logits"]
     b = load(tmp_path / "h", device="cpu").run({"pixels": x})["logits"]
     np.testing.assert_allclose(b, a, atol=0.01 * np.ptp(a))
+
+
+def test_without_a_reference_set_fp16_and_compile_refuse_in_one_line(tmp_path):
+    from conftest import make_tiny_bundle
+    bare = make_tiny_bundle(tmp_path / "bare", reference=False)
+    for argv in (["quantize", str(bare), "--precision", "fp16", "--out", str(tmp_path / "h")], ["compile", str(bare)]):
+        run = subprocess.run([sys.executable, "-m", "reelrt", *argv], capture_output=True, text=True)
+        assert run.returncode == 2 and "no reference set" in run.stderr and len(run.stderr.splitlines()) == 1, run.stderr
+    assert not (tmp_path / "h").exists()

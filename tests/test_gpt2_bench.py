@@ -19,7 +19,18 @@ def test_reelrt_and_pytorch_steps_report_generation_metrics(gpt2_tiny_bundle):
     results = measure(rows, warmup=0, iterations=1)
     for r in results:
         assert {"ttft_ms", "decode_ms_per_token", "decode_p90_ms", "tokens_per_s"} <= set(r.metrics)
-    assert "floor_ms_per_token" in results[0].metrics
+
+
+
+def test_the_floor_counts_the_weights_streamed_and_the_cache_read(gpt2_tiny_bundle):
+    """One decode step reads every streamed weight once and the keys and values of the context."""
+    m = open_bundle(gpt2_tiny_bundle).manifest
+    x = m.extra
+    cache = 2 * x["n_layer"] * x["n_embd"] * 4  # float32 keys and values of one token in every layer
+    assert bench.bytes_per_token(m, 0) == x["weight_bytes_per_token"] > 0
+    assert bench.bytes_per_token(m, 96) - bench.bytes_per_token(m, 0) == 96 * cache
+    rows, _ = bench.systems([open_bundle(gpt2_tiny_bundle)], set(), threads=1)
+    assert rows[0].bytes_per_token == bench.bytes_per_token(m, bench.MEAN_CONTEXT)
 
 
 def test_pytorch_peer_generates_what_reelrt_generates(gpt2_tiny_bundle):

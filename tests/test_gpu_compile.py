@@ -6,7 +6,6 @@ bundle's ONNX on ONNX Runtime's CPU provider, optionally off by some noise.
 """
 from __future__ import annotations
 
-import argparse
 import sys
 import types
 
@@ -17,7 +16,7 @@ from reelrt.runtime import BackendUnavailableError, ReelrtError, open_bundle
 from reelrt.runtime.backends import open_onnxruntime
 from reelrt.runtime.backends.gpu.engines import INDEX, DeviceFacts, find_plan
 from reelrt.runtime.backends.gpu.profiles import derive_profiles
-from reelrt.runtime.backends.gpu.tensorrt import check_parity, compile_bundle, sample_feeds
+from reelrt.runtime.backends.gpu.tensorrt import check_parity, compile_bundle
 
 H100 = DeviceFacts("10.13.0.35", "NVIDIA H100 80GB HBM3", "9.0")
 
@@ -52,32 +51,28 @@ def fake_tensorrt(monkeypatch, tiny_bundle):
     return builds, noise
 
 
-def args(out=None) -> argparse.Namespace:
-    return argparse.Namespace(bundle=None, target="tensorrt", out=out)
-
-
 def test_without_tensorrt_compile_refuses_and_leaves_the_bundle_alone(tiny_bundle, monkeypatch):
     monkeypatch.setitem(sys.modules, "tensorrt", None)
     before = (tiny_bundle / "manifest.json").read_bytes()
     with pytest.raises(BackendUnavailableError, match="TensorRT is not installed"):
-        compile_bundle(tiny_bundle, args())
+        compile_bundle(tiny_bundle)
     assert (tiny_bundle / "manifest.json").read_bytes() == before
 
 
 def test_compile_stores_a_plan_once_and_reuses_it(tiny_bundle, fake_tensorrt, capsys):
     builds, _ = fake_tensorrt
-    assert compile_bundle(tiny_bundle, args()) == 0
+    assert compile_bundle(tiny_bundle) == 0
     bundle = open_bundle(tiny_bundle, verify="always")
     plan, why = find_plan(bundle, H100)
     assert plan is not None and plan.read_bytes().startswith(b"plan for "), why
     assert bundle.manifest.target["backend"] == "tensorrt" and INDEX in bundle.manifest.artifacts
     assert builds == [["batch1", "batch32"]]
-    assert compile_bundle(tiny_bundle, args()) == 0
+    assert compile_bundle(tiny_bundle) == 0
     assert len(builds) == 1 and "already matches" in capsys.readouterr().out
 
 
 def test_compile_to_another_directory_keeps_the_source(tiny_bundle, fake_tensorrt, tmp_path):
-    assert compile_bundle(tiny_bundle, args(out=str(tmp_path / "compiled"))) == 0
+    assert compile_bundle(tiny_bundle, out=tmp_path / "compiled") == 0
     assert INDEX not in open_bundle(tiny_bundle).manifest.artifacts
     assert find_plan(open_bundle(tmp_path / "compiled"), H100)[0] is not None
 
@@ -86,7 +81,7 @@ def test_a_plan_that_disagrees_with_onnxruntime_is_not_stored(tiny_bundle, fake_
     _, noise = fake_tensorrt
     noise[0] = 0.5
     with pytest.raises(ReelrtError, match="TensorRT plan against ONNX Runtime on output 'logits'"):
-        compile_bundle(tiny_bundle, args())
+        compile_bundle(tiny_bundle)
     assert INDEX not in open_bundle(tiny_bundle).manifest.artifacts
 
 
@@ -94,18 +89,39 @@ def test_parity_is_checked_at_every_profile(tiny_bundle):
     bundle = open_bundle(tiny_bundle)
     reference = open_onnxruntime(bundle, "model.onnx", "cpu", 1, {})
     profiles = derive_profiles(bundle.manifest)
-    assert check_parity(reference, reference, bundle.manifest, profiles) == 0.0
+    assert check_parity(reference, reference, bundle, profiles) == 0.0
     calls = []
 
     class Counting(NoisyBackend):
         def run(self, feeds):
             calls.append(feeds["pixels"].shape)
             return super().run(feeds)
-    assert 0 < check_parity(Counting(reference, 1e-4), reference, bundle.manifest, profiles) < 1e-2
+    assert 0 < check_parity(Counting(reference, 1e-4), reference, bundle, profiles) < 1e-2
     assert calls == [(1, 3, 4, 4), (32, 3, 4, 4)]
 
 
-def test_sample_feeds_are_valid_ids_lengths_and_floats():
-    feeds = sample_feeds({"ids": (2, 5), "lengths": (2,), "x": (2, 3)}, {"ids": "int64", "lengths": "int64", "x": "float16"})
-    assert feeds["ids"].dtype == np.int64 and (feeds["ids"] == 1).all() and (feeds["lengths"] == 1).all()
-    assert feeds["x"].dtype == np.float16 and feeds["x"].std() > 0
+def test_parity_runs_the_reference_inputs_at_each_profile_batch(tiny_bundle):
+    """The plan is checked on the bundle's own reference inputs, their rows repeated to each
+    profile's opt batch (no synthetic inputs that disagree on what a valid value is)."""
+    from reelrt.runtime.reference import reference_feeds
+    bundle = open_bundle(tiny_bundle)
+    feeds = reference_feeds(bundle)
+    reference = open_onnxruntime(bundle, "model.onnx", "cpu", 1, {})
+    seen = []
+
+    class Recording(NoisyBackend):
+        def run(self, feeds):
+            seen.append(feeds["pixels"])
+            return super().run(feeds)
+    check_parity(Recording(reference, 0.0), reference, bundle, derive_profiles(bundle.manifest))
+    assert [len(p) for p in seen] == [1, 32]
+    assert all(any(np.array_equal(row, ref) for ref in feeds["pixels"]) for p in seen for row in p)
+
+
+def test_a_bundle_without_a_reference_set_is_refused_before_any_build(tmp_path, fake_tensorrt):
+    from conftest import make_tiny_bundle
+    from reelrt.runtime import BundleError
+    bare = make_tiny_bundle(tmp_path / "bare", reference=False)
+    with pytest.raises(BundleError, match="no reference set"):
+        compile_bundle(bare)
+    assert fake_tensorrt[0] == []

@@ -5,7 +5,6 @@ thing to run on a GPU machine, with `python -m pytest -m gpu -rs`.
 """
 from __future__ import annotations
 
-import argparse
 
 import numpy as np
 import onnxruntime as ort
@@ -40,7 +39,7 @@ needs_ort_cuda = pytest.mark.skipif(_ort_cuda() is not None, reason=f"needs onnx
 
 def compile_tensorrt(path) -> None:
     from reelrt.runtime.backends.gpu.tensorrt import compile_bundle
-    assert compile_bundle(path, argparse.Namespace(out=None)) == 0
+    assert compile_bundle(path) == 0
 
 
 def cache_steps(run, steps: int = 4):

@@ -59,6 +59,7 @@ def open_openvino(bundle: Bundle, artifact: str, device: str, threads: int | Non
         raise BackendUnavailableError("this CPU has no bf16 support for OpenVINO's bf16 build")
     try:
         compiled = core.compile_model(str(bundle.path(artifact)), "CPU", config)
-    except RuntimeError as e:
-        raise BackendUnavailableError(f"OpenVINO cannot compile {artifact}: {str(e).splitlines()[0]}") from None
+    except Exception as e:  # OpenVINO raises its own types for graphs its ONNX frontend cannot convert
+        lines = str(e).strip().splitlines()
+        raise BackendUnavailableError(f"OpenVINO cannot compile {artifact}: {lines[-1] if lines else type(e).__name__}") from None
     return OpenVinoBackend(compiled, hint)

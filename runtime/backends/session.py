@@ -18,6 +18,7 @@ import onnxruntime as ort
 
 from reelrt.runtime.bundle.cache import cache_dir
 from reelrt.runtime.errors import BackendUnavailableError, BundleError
+from reelrt.runtime.system import cpu_flags
 
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -93,14 +94,10 @@ def _optimized_path(model_sha256: str, providers: Sequence[str]) -> Path:
 
 def _cpu_flags_digest() -> str:
     """Optimised graphs may hold CPU-specific layouts, so the cache key names the CPU's features."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    return hashlib.sha256(line.encode()).hexdigest()[:16]
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
+    flags = cpu_flags()
+    if not flags:
+        return platform.processor() or "unknown"
+    return hashlib.sha256(" ".join(sorted(flags)).encode()).hexdigest()[:16]
 
 
 def _has_no_external_data(model: Path) -> bool:

@@ -1,8 +1,10 @@
 """Writing bundles atomically: build beside the destination, then swap into place.
 
 A stage never leaves a half-written bundle: `BundleWriter` builds in a temporary directory
-next to `out`, checks the manifest as the reader would, fsyncs, and exchanges the two
-directories (renameat2) where the kernel offers it.
+next to `out`, checks the manifest as the reader would, gives every directory and file the
+modes the caller's umask asks for (mkdtemp makes its directory owner-only, and copies keep their
+source's mode, so an installed bundle would otherwise be unreadable by a service account or a
+container), fsyncs, and exchanges the two directories (renameat2) where the kernel offers it.
 """
 from __future__ import annotations
 
@@ -68,11 +70,35 @@ class BundleWriter:
         manifest.provenance.setdefault("written_at", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
         parse_manifest(manifest.dumps().encode())  # never write what the reader would refuse
         (self.dir / MANIFEST_NAME).write_text(manifest.dumps())
+        _apply_umask(self.dir)
         for p in self.dir.rglob("*"):
             _fsync(p)
         _swap_into_place(self.dir, self.out)
         self.dir = None
         return self.out
+
+
+def _apply_umask(root: Path) -> None:
+    """Directories 0777 and files 0666, less the umask: what they would be had the caller made them."""
+    mask = current_umask()
+    os.chmod(root, 0o777 & ~mask)
+    for p in root.rglob("*"):
+        os.chmod(p, (0o777 if p.is_dir() else 0o666) & ~mask)
+
+
+def current_umask() -> int:
+    """The process's umask, read without changing it where Linux reports it (/proc/self/status),
+    else by setting and restoring it."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def _fsync(path: Path) -> None:

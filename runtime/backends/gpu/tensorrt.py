@@ -22,7 +22,7 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Mapping
 
 import numpy as np
 
@@ -32,7 +32,7 @@ from reelrt.runtime.bundle.cache import write_atomic
 from reelrt.runtime.backends.gpu.engines import DeviceFacts, engine_fields, find_plan, store_plan, timing_cache_path
 from reelrt.runtime.errors import BackendUnavailableError, BundleError, InputError, ReelrtError
 from reelrt.runtime.backends.gpu.profiles import Profile, choose_profile, derive_profiles
-from reelrt.runtime.bundle.manifest import Manifest
+from reelrt.runtime.reference import at_batch, reference_feeds
 from reelrt.runtime.validation import check, compare
 
 
@@ -52,15 +52,17 @@ def device_facts(trt) -> DeviceFacts:
     return DeviceFacts(str(trt.__version__), name, capability)
 
 
-def compile_bundle(bundle_path: str | os.PathLike, args) -> int:
-    """`reelrt compile BUNDLE --target tensorrt [--out DIR]`: build, check and store a plan for this GPU.
+def compile_bundle(bundle_path: str | os.PathLike, out: str | os.PathLike | None = None) -> int:
+    """`reelrt compile BUNDLE --target tensorrt [--out DIR]`: build, check and store a plan for this GPU
+    (in place, or in a copy at `out`).
 
     UNVERIFIED: never run on real TensorRT; written against the TensorRT 10 API docs."""
     bundle = open_bundle(bundle_path, verify="always")
+    reference_feeds(bundle)  # refuse a bundle with nothing to check a plan on before a build of minutes
     trt = import_tensorrt()
     facts = device_facts(trt)
     profiles = derive_profiles(bundle.manifest)
-    out = getattr(args, "out", None) or bundle_path
+    out = out or bundle_path
     existing, _ = find_plan(bundle, facts)
     if existing is not None and Path(out).absolute() == Path(bundle_path).absolute():
         print(f"{bundle_path}: plan {existing.name} already matches {facts.gpu} and TensorRT {facts.tensorrt}")
@@ -72,7 +74,7 @@ def compile_bundle(bundle_path: str | os.PathLike, args) -> int:
     seconds = time.perf_counter() - start
     from reelrt.runtime.backends import open_onnxruntime
     reference = open_onnxruntime(bundle, bundle.manifest.model, "cpu", None, {})
-    worst = check_parity(TensorRTBackend(plan, facts.gpu), reference, bundle.manifest, profiles)
+    worst = check_parity(TensorRTBackend(plan, facts.gpu), reference, bundle, profiles)
     written = store_plan(bundle, out, engine_fields(bundle, facts, profiles), plan, seconds)
     print(f"wrote {len(plan) / 1e6:.1f} MB plan in {seconds:.0f} s to {written}/engines/;"
           f" worst relative difference to ONNX Runtime CPU {worst:.2e}")
@@ -186,30 +188,22 @@ def open_tensorrt(bundle: Bundle) -> TensorRTBackend:
     return backend
 
 
-def sample_feeds(shapes: Mapping[str, Sequence[int]], dtypes: Mapping[str, str], seed: int = 0) -> dict[str, np.ndarray]:
-    """Inputs for a parity check: normal floats, and integers of 1 (a valid token id, length or mask)."""
-    rng = np.random.default_rng(seed)
-    feeds = {}
-    for name, shape in shapes.items():
-        dtype = np.dtype(dtypes[name])
-        feeds[name] = (rng.standard_normal(shape).astype(dtype) if dtype.kind == "f" else np.ones(shape, dtype))
-    return feeds
-
-
-def check_parity(candidate, reference, manifest: Manifest, profiles: list[Profile]) -> float:
-    """Run both backends at every profile's opt shapes; raise ReelrtError beyond the precision's tolerance.
+def check_parity(candidate, reference, bundle: Bundle, profiles: list[Profile]) -> float:
+    """Run both backends on the bundle's reference inputs at every profile's opt batch (their rows
+    repeated to that many, runtime/reference.py); raise
+    ValidationError beyond the precision's tolerance.
 
     Held to the shared validation policy; an fp32 graph is held to tf32's tolerance (TensorRT
     uses TF32 by default). Returns the worst relative difference over all outputs."""
+    manifest = bundle.manifest
     precision = "tf32" if manifest.precision == "fp32" else manifest.precision
-    dtypes = {spec.name: spec.dtype for spec in manifest.inputs}
+    feeds = reference_feeds(bundle)
     worst = 0.0
     for profile in profiles:
-        feeds = sample_feeds({n: opt for n, (_, opt, _) in profile.shapes.items()}, dtypes)
-        got = dict(zip(candidate.output_names, candidate.run(feeds)))
-        for name, want in zip(reference.output_names, reference.run(feeds)):
+        at_profile = at_batch(feeds, next(iter(profile.shapes.values()))[1][0])
+        got = dict(zip(candidate.output_names, candidate.run(at_profile)))
+        for name, want in zip(reference.output_names, reference.run(at_profile)):
             cmp = check(compare(want, got[name]), precision, f"the TensorRT plan against ONNX Runtime on output"
                         f" {name!r} at profile {profile.name!r} (not stored)", top1=False)
             worst = max(worst, cmp.relative_diff)
     return worst
-

@@ -15,7 +15,8 @@ from __future__ import annotations
 import numpy as np
 import onnxruntime as ort
 
-from reelrt.runtime.errors import InputError
+from reelrt.runtime.bundle.manifest import TensorSpec
+from reelrt.runtime.errors import BundleError, InputError
 
 
 class KVDecoder:
@@ -79,6 +80,10 @@ class KVDecoder:
         self.lengths[row] = total
         return logits[0]
 
+    def rewind(self, length: int) -> None:
+        """Keep only the first `length` tokens of every active row (later steps overwrite the rest)."""
+        self.lengths[:self.active] = np.minimum(self.lengths[:self.active], length)
+
     def decode(self, tokens: np.ndarray) -> np.ndarray:
         """Append one token to each active row; return next-token logits [active, vocab] (a view,
         overwritten by the next step)."""
@@ -109,3 +114,28 @@ class _DecodeStep:
         self.total = np.zeros((), np.int32)
         self.logits = np.zeros((rows, vocab_size), np.float32)
         self.binding: ort.IOBinding | None = None
+
+
+def prefill_feeds(specs: list[TensorSpec], ids: np.ndarray) -> dict[str, np.ndarray]:
+    """Plain (unbound) feeds for one prompt's prefill on an empty cache, built from the graph's
+    declared inputs: the reference feeds that quantize and compile run a decoder graph on.
+
+    Integer inputs are told by their role (token ids, positions, the attention mask, GroupQuery-
+    Attention's lengths); every float input is cache, zeros of its declared shape with a batch
+    of one and any other symbolic axis (a past length) empty."""
+    ids = np.ascontiguousarray(ids, np.int64).reshape(1, -1)
+    n = ids.shape[1]
+    by_role = {"input_ids": ids, "position_ids": np.arange(n, dtype=np.int64)[None],
+               "attention_mask": np.ones((1, n), np.int64), "seqlens_k": np.array([n - 1]),
+               "total_sequence_length": np.array(n)}
+    feeds = {}
+    for spec in specs:
+        dtype = np.dtype(spec.dtype)
+        if dtype.kind == "f":
+            shape = tuple(d if isinstance(d, int) else 1 if i == 0 else 0 for i, d in enumerate(spec.shape))
+            feeds[spec.name] = np.zeros(shape, dtype)
+        elif spec.name in by_role:
+            feeds[spec.name] = by_role[spec.name].astype(dtype)
+        else:
+            raise BundleError(f"no prefill value for the decoder input {spec.name!r}")
+    return feeds

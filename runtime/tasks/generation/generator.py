@@ -19,19 +19,19 @@ per thread to generate in parallel.
 from __future__ import annotations
 
 import threading
+import warnings
 from dataclasses import dataclass
 from typing import Iterator, Sequence
 
 import numpy as np
 
-from reelrt.runtime.backends import OrtBackend
+from reelrt.runtime.backends import BackendFallbackWarning, OrtBackend, open_backend, open_onnxruntime
 from reelrt.runtime.bundle import Bundle
 from reelrt.runtime.tasks.generation.decoder import KVDecoder
 from reelrt.runtime.tasks.generation.detokenize import Detokenizer
 from reelrt.runtime.errors import BackendUnavailableError, BundleError, InputError, ReelrtError
 from reelrt.runtime.tasks.model import Model
 from reelrt.runtime.tasks.generation.sampling import SamplingParams, next_token
-from reelrt.runtime.backends.session import create_session
 from reelrt.runtime.tasks.tokenizer import read_tokenizer
 
 
@@ -53,6 +53,8 @@ class TextGenerator(Model):
             # the cache lives in host memory bound by IO binding, and the fp32 graph's
             # GroupQueryAttention has no CUDA kernel (CUDA's takes fp16/bf16)
             raise BackendUnavailableError(f"GPT-2 bundles run on the CPU; device={device!r} is not supported")
+        # the backend and model file `reelrt compile` recorded in manifest.target; a target this
+        # machine cannot open falls back to ONNX Runtime on the bundle's model with a warning
         self.bundle = bundle
         self.manifest = m = bundle.manifest
         try:
@@ -66,9 +68,13 @@ class TextGenerator(Model):
         except Exception as e:  # a missing fact, a bad type, a tokenizer file tokenizers cannot read
             raise BundleError(f"not a usable GPT-2 bundle: {type(e).__name__}: {e}") from None
         self.text_vocab = min(self.tokenizer.get_vocab_size(), self.vocab_size)
-        session = create_session(bundle.model_path, m.artifacts[m.model].sha256, device="cpu", threads=threads)
-        self._attach(OrtBackend(session))
-        self.decoder = KVDecoder(session, self.n_layer, n_head, head_dim, self.max_context, self.vocab_size)
+        backend = open_backend(bundle, device="cpu", threads=threads)  # what `reelrt compile` chose
+        if not isinstance(backend, OrtBackend):
+            warnings.warn(f"text generation binds its cache as ONNX Runtime buffers, which {backend.name} cannot"
+                          " use; running ONNX Runtime on the bundle's model", BackendFallbackWarning, stacklevel=3)
+            backend = open_onnxruntime(bundle, m.model, "cpu", threads, {})
+        self._attach(backend)
+        self.decoder = KVDecoder(backend.session, self.n_layer, n_head, head_dim, self.max_context, self.vocab_size)
         self.defaults = m.generation
         self._epoch = 0
         self._owner: int | None = None  # the thread whose generation is in progress

@@ -1,0 +1,48 @@
+"""Facts about the machine and the installed libraries, read in one place.
+
+The runtime needs the CPU's name (recorded by `reelrt compile`) and its feature flags (the
+optimised-graph cache key); benchmarks and provenance add library versions. Every reader of
+/proc/cpuinfo or of package metadata in reelrt goes through here.
+"""
+from __future__ import annotations
+
+import functools
+import platform
+from importlib import metadata
+from typing import Iterable
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_info() -> dict[str, str]:
+    """The first processor's fields from /proc/cpuinfo ("model name", "flags", ...); empty off Linux."""
+    fields: dict[str, str] = {}
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if not line.strip():
+                    break
+                key, _, value = line.partition(":")
+                fields[key.strip()] = value.strip()
+    except OSError:
+        pass
+    return fields
+
+
+def cpu_name() -> str:
+    return cpu_info().get("model name") or platform.processor() or platform.machine()
+
+
+def cpu_flags() -> set[str]:
+    """The CPU's feature flags as /proc/cpuinfo spells them (avx2, avx512_vnni, amx_tile, ...)."""
+    return set(cpu_info().get("flags", "").split())
+
+
+def library_versions(distributions: Iterable[str]) -> dict[str, str]:
+    """Installed versions of the named distributions; those not installed are left out."""
+    found = {}
+    for name in distributions:
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return found
