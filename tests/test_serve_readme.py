@@ -19,7 +19,7 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 
 def serving_blocks() -> tuple[list[str], str]:
     section = README.read_text().split("## Serving", 1)[1].split("\n## ", 1)[0]
-    bash, python = re.findall(r"```(?:bash|python)\n(.*?)```", section, re.S)
+    bash, python = re.findall(r"```console\n(.*?)```", section, re.S)  # console: the server runs until stopped
     return bash.strip().splitlines(), python
 
 
