@@ -24,7 +24,6 @@ from collections import Counter
 
 import cv2
 import numpy as np
-import psutil
 
 from reelrt.bench.serving import free_port, server
 from reelrt.bench.soak import resident
@@ -106,8 +105,7 @@ def main(argv: list[str] | None = None) -> int:
 
     kinds = ["stream", "stream", "whole", "abandon", "malformed"] + (["image"] if args.image else [])
     samples: list[tuple[float, float]] = []
-    with server(cmd, port, "/v2/health/ready"):
-        proc = next(c for c in psutil.Process().children() if str(port) in " ".join(c.cmdline()))
+    with server(cmd, port, "/v2/health/ready") as proc:
         threads = [threading.Thread(target=client, args=(k, i), daemon=True) for i, k in enumerate(kinds)]
         for t in threads:
             t.start()

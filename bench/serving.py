@@ -24,6 +24,7 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from contextlib import contextmanager
@@ -96,30 +97,33 @@ def load_round(port: int, model: str, clients: int, requests: int, vocab: int) -
 
 @contextmanager
 def server(cmd: list[str], port: int, ready_path: str, timeout: float = 180):
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.monotonic() + timeout
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"{cmd[0]} exited {proc.returncode}: {proc.stderr.read()[-500:]}")
-            try:
-                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-                conn.request("GET", ready_path)
-                if conn.getresponse().status == 200:
-                    break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{cmd[0]} did not become ready")
-            time.sleep(0.3)
-        yield
-    finally:
-        proc.terminate()
+    """Run a server command until the block ends, once GET ready_path answers 200."""
+    with tempfile.TemporaryFile("w+") as log:  # a file, not a pipe: a chatty server never blocks on it
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, text=True)
         try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+            deadline = time.monotonic() + timeout
+            while True:
+                if proc.poll() is not None:
+                    log.seek(0)
+                    raise RuntimeError(f"{cmd[0]} exited {proc.returncode}: {log.read()[-2000:]}")
+                try:
+                    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+                    conn.request("GET", ready_path)
+                    if conn.getresponse().status == 200:
+                        break
+                except OSError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"{cmd[0]} did not become ready")
+                time.sleep(0.2)
+            yield proc
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
 
 
 def reelrt_cmd(bundle: str, port: int, clients: int, threads: int) -> list[str]:

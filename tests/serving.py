@@ -4,47 +4,18 @@ from __future__ import annotations
 import contextlib
 import http.client
 import json
-import os
-import socket
-import subprocess
 import sys
-import time
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from reelrt.bench.serving import free_port, server
 
 
 @contextlib.contextmanager
-def running_server(*args: str, api_key: str | None = None, timeout: float = 90.0):
-    """`reelrt serve ARGS --port P`; yields the base URL once /v2/health/ready answers."""
+def running_server(*args: str, timeout: float = 90.0):
+    """`reelrt serve ARGS --port P`; yields the port once /v2/health/ready answers."""
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "reelrt", "serve", *args, "--port", str(port)],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    try:
-        deadline = time.monotonic() + timeout
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"reelrt serve exited {proc.returncode}: {proc.stdout.read()}")
-            try:
-                if request(port, "GET", "/v2/health/ready")[0] == 200:
-                    break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise TimeoutError("reelrt serve did not become ready")
-            time.sleep(0.2)
+    with server([sys.executable, "-m", "reelrt", "serve", *args, "--port", str(port)], port, "/v2/health/ready",
+                timeout):
         yield port
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def request(port: int, method: str, path: str, body: bytes | dict | None = None,
