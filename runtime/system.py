@@ -13,11 +13,11 @@ from typing import Iterable
 
 
 @functools.lru_cache(maxsize=1)
-def cpu_info() -> dict[str, str]:
+def cpu_info(path: str = "/proc/cpuinfo") -> dict[str, str]:
     """The first processor's fields from /proc/cpuinfo ("model name", "flags", ...); empty off Linux."""
     fields: dict[str, str] = {}
     try:
-        with open("/proc/cpuinfo") as f:
+        with open(path) as f:
             for line in f:
                 if not line.strip():
                     break
@@ -32,9 +32,11 @@ def cpu_name() -> str:
     return cpu_info().get("model name") or platform.processor() or platform.machine()
 
 
-def cpu_flags() -> set[str]:
-    """The CPU's feature flags as /proc/cpuinfo spells them (avx2, avx512_vnni, amx_tile, ...)."""
-    return set(cpu_info().get("flags", "").split())
+def cpu_flags(path: str = "/proc/cpuinfo") -> set[str]:
+    """The CPU's feature flags as /proc/cpuinfo spells them: "flags" on x86 (avx2, avx512_vnni,
+    amx_tile, ...), "Features" on ARM (asimd, asimddp, fphp, ...)."""
+    info = cpu_info(path)
+    return set((info.get("flags") or info.get("Features", "")).split())
 
 
 def library_versions(distributions: Iterable[str]) -> dict[str, str]:

@@ -1,6 +1,14 @@
-"""Shared fixtures: tiny bundles built with onnx.helper, so foundation tests need no torch."""
+"""Shared fixtures: tiny bundles built with onnx.helper, so foundation tests need no torch, and tiny
+exported bundles of each family.
+
+The exported ones need torch. With REELRT_TEST_BUNDLES=DIR the makers copy DIR/<name> instead
+(`python tests/aarch64/build.py DIR` writes every name of EXPORTED with these same makers), so
+the runtime's tests also run where torch is not installed: the emulated aarch64 run.
+"""
 from __future__ import annotations
 
+import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -68,8 +76,19 @@ def tiny_bundle(tmp_path) -> Path:
     return make_tiny_bundle(tmp_path / "tiny")
 
 
+PREBUILT = os.environ.get("REELRT_TEST_BUNDLES")
+
+
+def copy_prebuilt(name: str, out: Path) -> Path:
+    """A copy of the bundle exported beforehand as `name`, at `out`."""
+    shutil.copytree(Path(PREBUILT) / name, out)
+    return out
+
+
 def make_tiny_cnn_bundle(out: Path, channel_order: str = "RGB") -> Path:
     """A real exported CNN (Conv, BatchNorm, ReLU, pooling, Linear) on 16x16 frames, 4 classes."""
+    if PREBUILT:
+        return copy_prebuilt(f"tiny-cnn-{channel_order.lower()}", out)
     import torch
     from torch import nn
 
@@ -97,8 +116,10 @@ def tiny_cnn_bundle(tmp_path_factory) -> Path:
     return make_tiny_cnn_bundle(tmp_path_factory.mktemp("cnn") / "tiny-cnn")
 
 
-def make_tiny_text_bundle(out: Path) -> Path:
+def make_tiny_text_bundle(out: Path, bidirectional: bool = False) -> Path:
     """A real exported LSTM text classifier (random weights, 8-token max length), 3 labels."""
+    if PREBUILT:
+        return copy_prebuilt("tiny-text-bidirectional" if bidirectional else "tiny-text", out)
     import torch
 
     from reelrt.export.lstm import export_bundle
@@ -107,7 +128,7 @@ def make_tiny_text_bundle(out: Path) -> Path:
     texts = ["the cat sat on the mat", "dogs chase cats in the garden", "the ship warped away", "captain on the bridge"] * 4
     tokenizer = train_tokenizer(texts, 60)
     torch.manual_seed(0)
-    model = LSTMClassifier(LSTMConfig(tokenizer.get_vocab_size(), 3, embed_dim=8, hidden=12))
+    model = LSTMClassifier(LSTMConfig(tokenizer.get_vocab_size(), 3, embed_dim=8, hidden=12, bidirectional=bidirectional))
     return export_bundle(Checkpoint(model.eval(), tokenizer, ["books", "pets", "ships"], 8), out, "tests")
 
 
@@ -116,8 +137,24 @@ def tiny_text_bundle(tmp_path_factory) -> Path:
     return make_tiny_text_bundle(tmp_path_factory.mktemp("text") / "tiny-text")
 
 
+def make_gpt2_tiny_bundle(out: Path) -> Path:
+    """A validated fp32 bundle of the tiny random GPT-2 config."""
+    if PREBUILT:
+        return copy_prebuilt("gpt2-tiny", out)
+    from reelrt.export.gpt2 import export
+    return export(out, config="tiny", threads=1)
+
+
 @pytest.fixture(scope="session")
 def gpt2_tiny_bundle(tmp_path_factory) -> Path:
-    """A validated fp32 bundle of the tiny random GPT-2 config, built once per test session."""
-    from reelrt.export.gpt2 import export
-    return export(tmp_path_factory.mktemp("gpt2") / "tiny", config="tiny", threads=1)
+    return make_gpt2_tiny_bundle(tmp_path_factory.mktemp("gpt2") / "tiny")
+
+
+# every exported bundle a maker above can copy instead of exporting
+EXPORTED = {
+    "tiny-cnn-rgb": make_tiny_cnn_bundle,
+    "tiny-cnn-gray": lambda out: make_tiny_cnn_bundle(out, channel_order="GRAY"),
+    "tiny-text": make_tiny_text_bundle,
+    "tiny-text-bidirectional": lambda out: make_tiny_text_bundle(out, bidirectional=True),
+    "gpt2-tiny": make_gpt2_tiny_bundle,
+}

@@ -8,10 +8,8 @@ import sys
 
 import numpy as np
 import pytest
-import torch
 
-from reelrt.export.lstm import export_bundle
-from reelrt.models.lstm import Checkpoint, LSTMClassifier, LSTMConfig, train_tokenizer
+from conftest import make_tiny_text_bundle
 from reelrt.runtime import load, open_bundle
 from reelrt.runtime.bundle import BundleWriter
 from reelrt.runtime.errors import BundleError, InputError
@@ -25,11 +23,7 @@ MAX_LENGTH = 8
 @pytest.fixture(scope="module")
 def bundle(tmp_path_factory):
     """A random-weight bidirectional classifier whose max length (8 tokens) is shorter than some texts."""
-    tokenizer = train_tokenizer(TEXTS, 120)
-    torch.manual_seed(0)
-    model = LSTMClassifier(LSTMConfig(tokenizer.get_vocab_size(), 3, embed_dim=8, hidden=12, bidirectional=True))
-    checkpoint = Checkpoint(model.eval(), tokenizer, ["books", "pets", "ships"], MAX_LENGTH)
-    return export_bundle(checkpoint, tmp_path_factory.mktemp("text") / "b", "tests")
+    return make_tiny_text_bundle(tmp_path_factory.mktemp("text") / "b", bidirectional=True)
 
 
 @pytest.fixture(scope="module")

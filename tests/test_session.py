@@ -39,3 +39,17 @@ def test_threads_must_be_positive(tiny_bundle):
     bundle = open_bundle(tiny_bundle)
     with pytest.raises(ValueError):
         create_session(bundle.model_path, "x", threads=0)
+
+
+
+def test_cpu_features_are_read_on_x86_and_arm(tmp_path):
+    """/proc/cpuinfo lists them as "flags" on x86 and "Features" on ARM; they key the optimised-graph cache."""
+    from aarch64.cpuinfo import cpuinfo
+    from reelrt.runtime.system import cpu_flags
+    files = {"a53": cpuinfo("cortex-a53", 2), "a76": cpuinfo("cortex-a76", 2),
+             "x86": "processor\t: 0\nflags\t\t: fpu sse avx2\n"}
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    flags = {name: cpu_flags(str(tmp_path / name)) for name in files}
+    assert flags["x86"] == {"fpu", "sse", "avx2"} and "asimd" in flags["a53"]
+    assert flags["a76"] - flags["a53"] == {"atomics", "fphp", "asimdhp", "asimdrdm", "lrcpc", "dcpop", "asimddp"}

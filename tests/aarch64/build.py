@@ -1,0 +1,56 @@
+"""Write, on x86 with torch, what the aarch64 run reads: `python tests/aarch64/build.py DIR`.
+
+DIR gets every tiny bundle the tests export (conftest.EXPORTED, read through
+REELRT_TEST_BUNDLES), quantized copies for the parity check (int8 and fp16 CNN, int8 LSTM,
+int4 GPT-2), the encoded images, and x86.npz: this machine's answers (parity.answers).
+"""
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/: the makers in conftest.py
+from conftest import EXPORTED  # noqa: E402
+from parity import answers, write_encoded  # noqa: E402
+
+from reelrt.cli import main as reelrt  # noqa: E402
+
+# name -> (source bundle, `reelrt quantize` options)
+QUANTIZED = {
+    "cnn-int8": ("tiny-cnn-rgb", ["--precision", "int8"]),
+    "cnn-fp16": ("tiny-cnn-rgb", ["--precision", "fp16"]),
+    "lstm-int8": ("tiny-text", ["--precision", "int8"]),
+    "gpt2-int4": ("gpt2-tiny", ["--precision", "int4", "--block-size", "16", "--accuracy-level", "4"]),
+}
+
+
+def build(out: Path) -> Path:
+    """Write everything to a temporary folder, then put it at `out`: a killed build leaves none."""
+    tmp = out.with_name(out.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    for name, make in EXPORTED.items():
+        make(tmp / name)
+    for name, (source, options) in QUANTIZED.items():
+        if reelrt(["quantize", str(tmp / source), *options, "--out", str(tmp / name)]) != 0:
+            raise SystemExit(f"quantize {name} failed")
+    write_encoded(tmp)
+    np.savez(tmp / "x86.npz", **answers(tmp))
+    shutil.rmtree(out, ignore_errors=True)
+    tmp.rename(out)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("out", type=Path, help="folder to write (replaced)")
+    print(f"wrote {build(parser.parse_args(argv).out)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
