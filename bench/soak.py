@@ -89,18 +89,19 @@ class Report:
 
 def sample(calls: int) -> Sample:
     proc = psutil.Process()
-    rss, file = _resident()
+    rss, file = resident()
     return Sample(calls, rss, file, proc.num_fds(), proc.num_threads())
 
 
-def _resident() -> tuple[int, int]:
-    """(anonymous, file-backed) resident bytes from Linux's /proc/self/status; elsewhere (all RSS, 0)."""
+def resident(pid: int | None = None) -> tuple[int, int]:
+    """(anonymous, file-backed) resident bytes of a process (this one by default) from Linux's
+    /proc/PID/status; elsewhere (all RSS, 0)."""
     try:
-        with open("/proc/self/status") as f:
+        with open(f"/proc/{pid or 'self'}/status") as f:
             kb = {line.split(":")[0]: int(line.split()[1]) for line in f if line.startswith(("RssAnon", "RssFile"))}
         return kb["RssAnon"] << 10, kb["RssFile"] << 10
     except (OSError, KeyError):
-        return psutil.Process().memory_info().rss, 0
+        return psutil.Process(pid).memory_info().rss, 0
 
 
 def soak(workloads: list[Workload], warmup_fraction: float = 0.1, rounds: int = 50, max_growth_mb: float = 4.0,

@@ -15,7 +15,7 @@ from reelrt.parsing import Parser
 
 # Each stage declares its own subcommands (in --help order); none of these imports anything heavy.
 STAGES = ("reelrt.export.command", "reelrt.models.command", "reelrt.quantize.command",
-          "reelrt.runtime.command", "reelrt.bench.command")
+          "reelrt.runtime.command", "reelrt.serve.command", "reelrt.bench.command")
 
 EPILOG = """pipeline: models -> export (fp32 ONNX bundle) -> quantize (int8/int4/fp16 bundle)
           -> compile (backend measured on this device) -> run / bench

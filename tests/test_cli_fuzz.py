@@ -43,6 +43,9 @@ INVOCATIONS = [
     "run {gpt2} --prompt hi --seed 2", "export gpt2 --config tiny --checkpoint {tmp} --out {tmp}/g",
     "compile {cnn} --target gpu", "run {cnn} --image {png} --device tpu", "quantize {cnn} --out {tmp}/q",
     "", "nonsense", "export", "export cnn --arch alexnet --out {tmp}/x",
+    # serve: refused before any socket is bound
+    "serve {missing}", "serve {gpt2} --host 0.0.0.0", "serve {gpt2} --parallel 0", "serve a={gpt2} a={text}",
+    "serve {gpt2} --timeout 0", "serve bad/name={gpt2}",
 ]
 
 

@@ -36,3 +36,15 @@ def test_runtime_sources_import_no_training_packages():
     pattern = re.compile(r"^\s*(import|from)\s+(%s)(\s|\.|$)" % "|".join(FORBIDDEN), re.M)
     offenders = [str(p) for p in runtime.rglob("*.py") if pattern.search(p.read_text())]
     assert offenders == []
+
+
+def test_serve_imports_no_torch():
+    """serve/ runs on the runtime and its own extra: neither its sources nor the app import torch."""
+    import re
+    serve = Path(__file__).resolve().parent.parent / "serve"
+    pattern = re.compile(r"^\s*(import|from)\s+(torch|transformers|optimum)(\s|\.|$)", re.M)
+    assert [str(p) for p in serve.rglob("*.py") if pattern.search(p.read_text())] == []
+    probe = ("import sys, json; import reelrt.serve.app, reelrt.serve.completions, reelrt.serve.inference;"
+             " print(json.dumps([m for m in sys.modules if m.split('.')[0] in ('torch', 'transformers')]))")
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == []

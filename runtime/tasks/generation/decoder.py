@@ -76,18 +76,23 @@ class KVDecoder:
         self.lengths[:] = 0
         self.active = rows
 
-    def prefill(self, row: int, ids: np.ndarray) -> np.ndarray:
-        """Run a whole prompt (1-D int64 ids) for one row; return its next-token logits [vocab]."""
+    def prefill(self, row: int, ids: np.ndarray, start: int = 0) -> np.ndarray:
+        """Run prompt tokens (1-D int64 ids) for one row after the first `start` tokens already in
+        its cache (0: a whole prompt; more: the rest of a cached prefix, or the next chunk of a
+        long prompt); return the next-token logits [vocab]."""
         n = len(ids)
         if n == 0:
             raise InputError("a prompt must hold at least one token")
-        if n > self.max_context:
-            raise InputError(f"{n} tokens exceed the model's maximum context of {self.max_context}")
+        if not 0 <= start <= self.lengths[row]:
+            raise InputError(f"row {row} holds {self.lengths[row]} cached tokens, not {start}")
+        total = start + n
+        if total > self.max_context:
+            raise InputError(f"{total} tokens exceed the model's maximum context of {self.max_context}")
         logits = np.empty((1, 1, self.vocab_size), np.float32)
-        binding = self._bind(row, 1, np.ascontiguousarray(ids, np.int64).reshape(1, n), self._ones[:, :n],
-                             np.arange(n, dtype=np.int64).reshape(1, n), logits)
+        binding = self._bind(row, 1, np.ascontiguousarray(ids, np.int64).reshape(1, n), self._ones[:, :total],
+                             np.arange(start, total, dtype=np.int64).reshape(1, n), logits)
         self.session.run_with_iobinding(binding)
-        self.lengths[row] = n
+        self.lengths[row] = total
         return logits[0, 0]
 
     def rewind(self, length: int) -> None:

@@ -94,20 +94,19 @@ class TextGenerator(Model):
         prompts = [prompt] if isinstance(prompt, str) else list(prompt) if _is_str_list(prompt) else None
         if not prompts:
             raise InputError("prompt must be a non-empty string or a non-empty list of strings")
-        stops = _check_stops(stop)
+        stops = check_stops(stop)
         request = self._request([self._encode(p) for p in prompts], max_new_tokens, temperature, top_k, top_p,
                                 repetition_penalty, seed, None, truncate, text=True)
-        rows = [_TextRow(self.tokenizer, stops) for _ in prompts]
+        rows = [TextPieces(self.tokenizer, stops) for _ in prompts]
         pieces: list[list[str]] = [[] for _ in prompts]
         done = [False] * len(prompts)
         for step in self._steps(request, done):
             for r, token in enumerate(step):
                 if token is not None:
-                    piece, done[r] = rows[r].push(token)
-                    pieces[r].append(piece)
+                    pieces[r].append(rows[r].push(token))
+                    done[r] = rows[r].stopped
         for r, row in enumerate(rows):
-            if not row.stopped:
-                pieces[r].append(row.finish())
+            pieces[r].append(row.flush())
         texts = ["".join(p) for p in pieces]
         return texts[0] if isinstance(prompt, str) else texts
 
@@ -117,7 +116,7 @@ class TextGenerator(Model):
         """Yield the continuation in pieces as tokens arrive; the pieces join to what `generate` returns."""
         if not isinstance(prompt, str) or not prompt:
             raise InputError("prompt must be a non-empty string")
-        stops = _check_stops(stop)
+        stops = check_stops(stop)
         request = self._request([self._encode(prompt)], max_new_tokens, temperature, top_k, top_p,
                                 repetition_penalty, seed, None, truncate, text=True)
         return self._stream(request, stops)
@@ -248,20 +247,21 @@ class TextGenerator(Model):
             logits = self.decoder.decode(np.array([t if t is not None else 0 for t in step], np.int64))
 
     def _stream(self, req: _Request, stops: list[str]) -> Iterator[str]:
-        row = _TextRow(self.tokenizer, stops)
+        text = TextPieces(self.tokenizer, stops)
         done = [False]
         for (token,) in self._steps(req, done):
-            piece, done[0] = row.push(token)
-            if piece:
+            if piece := text.push(token):
                 yield piece
-        if not row.stopped:
-            piece = row.finish()
-            if piece:
-                yield piece
+            if text.stopped:
+                done[0] = True
+                return
+        if piece := text.flush():
+            yield piece
 
 
-class _TextRow:
-    """One row's text as its tokens arrive: detokenized, cut before the first stop string.
+class TextPieces:
+    """The text of a stream of tokens in pieces, cut before the first stop string; a piece never
+    ends in half a UTF-8 character.
 
     Text that may be the start of a stop string is held back until the next piece settles
     it, and only that held text and the new piece are searched: a stop string cannot begin
@@ -273,26 +273,28 @@ class _TextRow:
         self.detok = Detokenizer(tokenizer)
         self.stops = stops
         self.held = ""
-        self.stopped = False
+        self.stopped = False  # a stop string was met: no more text
 
-    def push(self, token: int) -> tuple[str, bool]:
-        """The text this token releases, and whether a stop string has now ended the row."""
+    def push(self, token: int) -> str:
+        """The text that `token` releases ('' while held back)."""
         return self._scan(self.detok.push(token))
 
-    def finish(self) -> str:
-        """The text still held at the end of the generation (up to a stop string, if one completes)."""
-        piece, stopped = self._scan(self.detok.flush())
-        return piece if stopped else piece + self.held
+    def flush(self) -> str:
+        """The text still held at the end of the tokens (up to a stop string, if one completes)."""
+        if self.stopped:
+            return ""
+        piece = self._scan(self.detok.flush())
+        return piece if self.stopped else piece + self.held
 
-    def _scan(self, piece: str) -> tuple[str, bool]:
+    def _scan(self, piece: str) -> str:
         text = self.held + piece
         cut = _first_stop(text, self.stops)
         if cut is not None:
             self.held, self.stopped = "", True
-            return text[:cut], True
+            return text[:cut]
         hold = _stop_prefix_length(text, self.stops)
         self.held = text[len(text) - hold:]
-        return text[:len(text) - hold], False
+        return text[:len(text) - hold]
 
 
 def _id_rows(ids) -> tuple[bool, list[list] | None]:
@@ -317,7 +319,7 @@ def _is_str_list(x) -> bool:
     return isinstance(x, (list, tuple)) and len(x) > 0 and all(isinstance(p, str) for p in x)
 
 
-def _check_stops(stop: Sequence[str]) -> list[str]:
+def check_stops(stop: Sequence[str]) -> list[str]:
     if isinstance(stop, str):
         stop = [stop]
     if not isinstance(stop, (list, tuple)) or not all(isinstance(s, str) and s for s in stop):

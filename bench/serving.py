@@ -1,0 +1,229 @@
+"""Serving load: K concurrent streaming clients against `reelrt serve` and `llama-server`.
+
+Workload: each client sends `--requests` completions one after another, each a 32-token prompt
+(token ids, different for every request, so no prompt cache helps) and 128 new tokens
+(greedy, end-of-text ignored), streamed as server-sent events. Both servers get K slots
+(`--parallel K`, `-np K`) and the same threads; sides alternate K by K (reelrt, llama-server,
+reelrt, ... with the order flipped each round). Per side and K: aggregate tokens/s (all
+tokens over the wall time of the round), time to first token and inter-token gaps (p50, p99
+over all clients' events). A single in-process `TextGenerator.stream_ids` run gives the
+baseline that the server's K=1 overhead is measured against.
+
+llama-server runs GGUF q4_0 made from the bundle's own source weights by the converter of the
+llama.cpp source it was built from (REELRT_LLAMA_CPP_SRC) and that build's llama-quantize.
+
+    python -m reelrt.bench.serving bundles/gpt2-int4 --llama-server build/bin/llama-server \\
+        --clients 1,4,8,16 --requests 2 --threads 2 --json serving.json
+"""
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+
+from reelrt.bench.gpt2 import NEW_TOKENS, PROMPT_TOKENS, _source, gguf_file
+from reelrt.bench.harness import percentile
+from reelrt.runtime import load, open_bundle
+
+
+def prompts(client: int, count: int, vocab: int) -> list[list[int]]:
+    """32 token ids per request, the same for both sides, different across requests."""
+    rng = np.random.default_rng(1000 + client)
+    return [[int(t) for t in rng.integers(1, vocab, PROMPT_TOKENS)] for _ in range(count)]
+
+
+def one_stream(port: int, model: str, ids: list[int]) -> dict:
+    """One streamed completion: (send time, event times, tokens)."""
+    body = json.dumps({"model": model, "prompt": ids, "max_tokens": NEW_TOKENS, "temperature": 0, "stream": True,
+                       "ignore_eos": True})
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
+    sent = time.perf_counter()
+    conn.request("POST", "/v1/completions", body, {"Content-Type": "application/json"})
+    response = conn.getresponse()
+    if response.status != 200:
+        raise RuntimeError(f"HTTP {response.status}: {response.read()[:200]!r}")
+    stamps = []
+    for line in response:
+        if not line.startswith(b"data: ") or line.startswith(b"data: [DONE]"):
+            continue
+        data = json.loads(line[6:])
+        if "error" in data:
+            raise RuntimeError(str(data["error"]))
+        if data.get("choices") and data["choices"][0].get("text"):
+            stamps.append(time.perf_counter())
+    conn.close()
+    return {"sent": sent, "stamps": stamps}
+
+
+def load_round(port: int, model: str, clients: int, requests: int, vocab: int) -> dict:
+    """K clients, each sending its requests in turn; the round's figures."""
+    results: list[list[dict]] = [[] for _ in range(clients)]
+    errors: list[str] = []
+
+    def client(c: int) -> None:
+        try:
+            for ids in prompts(c, requests, vocab):
+                results[c].append(one_stream(port, model, ids))
+        except Exception as e:  # reported with the round, never silently dropped
+            errors.append(f"{type(e).__name__}: {e}")
+    threads = [threading.Thread(target=client, args=(c,)) for c in range(clients)]
+    start = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - start
+    if errors:
+        raise RuntimeError(f"{len(errors)} clients failed: {errors[0]}")
+    runs = [r for rs in results for r in rs]
+    ttft = sorted((r["stamps"][0] - r["sent"]) * 1e3 for r in runs)
+    gaps = sorted(g * 1e3 for r in runs for g in np.diff(r["stamps"]))
+    tokens = clients * requests * NEW_TOKENS
+    return {"clients": clients, "tokens_per_s": tokens / wall, "ttft_p50_ms": statistics.median(ttft),
+            "ttft_p99_ms": percentile(ttft, 99), "itl_p50_ms": statistics.median(gaps),
+            "itl_p99_ms": percentile(gaps, 99), "events_per_request": len(gaps) / len(runs) + 1, "wall_s": wall}
+
+
+@contextmanager
+def server(cmd: list[str], port: int, ready_path: str, timeout: float = 180):
+    """Run a server command until the block ends, once GET ready_path answers 200."""
+    with tempfile.TemporaryFile("w+") as log:  # a file, not a pipe: a chatty server never blocks on it
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, text=True)
+        try:
+            deadline = time.monotonic() + timeout
+            while True:
+                if proc.poll() is not None:
+                    log.seek(0)
+                    raise RuntimeError(f"{cmd[0]} exited {proc.returncode}: {log.read()[-2000:]}")
+                try:
+                    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+                    conn.request("GET", ready_path)
+                    if conn.getresponse().status == 200:
+                        break
+                except OSError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"{cmd[0]} did not become ready")
+                time.sleep(0.2)
+            yield proc
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def reelrt_cmd(bundle: str, port: int, clients: int, threads: int) -> list[str]:
+    return [sys.executable, "-m", "reelrt", "serve", f"model={bundle}", "--port", str(port), "--parallel",
+            str(clients), "--threads", str(threads), "--max-waiting", "256"]
+
+
+def llama_cmd(binary: str, gguf: Path, port: int, clients: int, threads: int) -> list[str]:
+    context = clients * (PROMPT_TOKENS + NEW_TOKENS + 16)
+    return [binary, "-m", str(gguf), "--port", str(port), "--host", "127.0.0.1", "-t", str(threads), "-tb",
+            str(threads), "-np", str(clients), "-cb", "-c", str(context), "--alias", "model", "--no-webui"]
+
+
+def q4_0_gguf(bundle: str, quantize_binary: str) -> Path:
+    """The bundle's source weights as GGUF q4_0 (llama.cpp's converter, then its llama-quantize)."""
+    source = _source(open_bundle(bundle))
+    if "unavailable" in source:
+        raise RuntimeError(source["unavailable"])
+    f32 = gguf_file(source, "f32")
+    out = f32.with_name("model-q4_0-server.gguf")
+    if not out.is_file():
+        tmp = out.with_suffix(".tmp")
+        subprocess.run([quantize_binary, str(f32), str(tmp), "q4_0", "2"], check=True, capture_output=True)
+        os.replace(tmp, out)
+    return out
+
+
+def in_process(bundle: str, threads: int, runs: int, vocab: int) -> dict:
+    """One stream without the server: TextGenerator.stream_ids, median of `runs`."""
+    gen = load(bundle, threads=threads)
+    rates = []
+    for ids in prompts(0, runs, vocab):
+        start = time.perf_counter()
+        n = sum(1 for _ in gen.stream_ids(ids, NEW_TOKENS, stop_token_ids=()))
+        rates.append(n / (time.perf_counter() - start))
+    return {"tokens_per_s": statistics.median(rates)}
+
+
+def free_port() -> int:
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("bundle")
+    p.add_argument("--llama-server", help="llama-server binary (its llama-quantize beside it); omit to skip the peer")
+    p.add_argument("--clients", default="1,4,8,16")
+    p.add_argument("--requests", type=int, default=2, help="requests per client per round")
+    p.add_argument("--rounds", type=int, default=1, help="rounds over all K (sides alternate)")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--json", help="write the results here")
+    args = p.parse_args(argv)
+    ks = [int(k) for k in args.clients.split(",")]
+    vocab = load(args.bundle, threads=1).text_vocab
+    sides = ["reelrt"]
+    gguf = None
+    if args.llama_server:
+        gguf = q4_0_gguf(args.bundle, str(Path(args.llama_server).with_name("llama-quantize")))
+        sides.append("llama-server")
+    rows: dict[str, dict[int, list[dict]]] = {s: {k: [] for k in ks} for s in sides}
+    baseline = in_process(args.bundle, args.threads, 5, vocab)
+    for r in range(args.rounds):
+        for i, k in enumerate(ks):
+            order = sides if (r + i) % 2 == 0 else sides[::-1]
+            for side in order:
+                port = free_port()
+                if side == "reelrt":
+                    cmd, ready = reelrt_cmd(args.bundle, port, k, args.threads), "/v2/health/ready"
+                else:
+                    cmd, ready = llama_cmd(args.llama_server, gguf, port, k, args.threads), "/health"
+                with server(cmd, port, ready):
+                    load_round(port, "model", k, 1, vocab)  # warm-up
+                    rows[side][k].append(load_round(port, "model", k, args.requests, vocab))
+                    print(side, k, rows[side][k][-1], flush=True)
+    report = {"bundle": args.bundle, "gguf": str(gguf) if gguf else None, "threads": args.threads,
+              "requests_per_client": args.requests, "in_process": baseline, "load": os.getloadavg(),
+              "results": {s: {k: _median(v) for k, v in by_k.items()} for s, by_k in rows.items()}}
+    print(table(report))
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=2))
+    return 0
+
+
+def _median(rounds: list[dict]) -> dict:
+    return {key: statistics.median(r[key] for r in rounds) for key in rounds[0]}
+
+
+def table(report: dict) -> str:
+    lines = ["| side | K | tokens/s | TTFT p50 ms | TTFT p99 ms | inter-token p50 ms | p99 ms |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
+    for side, by_k in report["results"].items():
+        for k, r in by_k.items():
+            lines.append(f"| {side} | {k} | {r['tokens_per_s']:.0f} | {r['ttft_p50_ms']:.1f} | {r['ttft_p99_ms']:.1f}"
+                         f" | {r['itl_p50_ms']:.2f} | {r['itl_p99_ms']:.2f} |")
+    lines.append(f"\nin-process TextGenerator.stream_ids: {report['in_process']['tokens_per_s']:.0f} tokens/s")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
