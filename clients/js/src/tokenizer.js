@@ -12,7 +12,11 @@ export async function readTokenizer(bundle) {
     ? JSON.parse(await readFile(bundle.file("tokenizer_config.json"), "utf-8"))
     : {};
   try {
-    return new Tokenizer(JSON.parse(await readFile(bundle.file(rel), "utf-8")), config);
+    const json = JSON.parse(await readFile(bundle.file(rel), "utf-8"));
+    const tokenizer = new Tokenizer(json, config);
+    // tokenizers.js's WordLevel model gives no id for an unknown word; the format says unk_token's
+    tokenizer.unkId = json.model?.unk_token === undefined ? undefined : json.model.vocab?.[json.model.unk_token];
+    return tokenizer;
   } catch (e) {
     throw new BundleError(`${rel} is not a tokenizer.json this client can read: ${e.message}`);
   }
@@ -20,5 +24,5 @@ export async function readTokenizer(bundle) {
 
 /** Token ids of a text to classify, without special tokens (the spec's section 5). */
 export function encode(tokenizer, text) {
-  return tokenizer.encode(text, { add_special_tokens: false }).ids;
+  return tokenizer.encode(text, { add_special_tokens: false }).ids.map((id) => id ?? tokenizer.unkId);
 }
