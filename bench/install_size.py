@@ -1,6 +1,6 @@
 """How much disk `pip install reelrt` takes: the base install a game client ships, and each extra.
 
-    python -m reelrt.bench.install_size [--extras images,signing] [--torch] [--json size.json]
+    python -m reelrt.bench.install_size [--extras text,images,signing] [--torch] [--json size.json]
 
 Builds the wheel, then for each variant makes a fresh virtual environment, installs the wheel
 (with the extra) under constraints.txt and reports what the install added to site-packages:
@@ -75,7 +75,7 @@ def measure(requirement: str, workdir: Path) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m reelrt.bench.install_size", description=__doc__.split("\n\n")[0])
-    p.add_argument("--extras", default="images,signing", help="extras to measure on top of the base, comma-separated")
+    p.add_argument("--extras", default="text,images,signing", help="extras to measure on top of the base, comma-separated")
     p.add_argument("--torch", action="store_true", help="also measure torch alone (the target's yardstick)")
     p.add_argument("--json", help="write the figures here")
     args = p.parse_args(argv)

@@ -1,6 +1,6 @@
-"""reelrt.runtime: load a bundle and run it. Depends on numpy, onnxruntime and tokenizers, on
-OpenCV (`reelrt[images]`) and cryptography (`reelrt[signing]`) where installed; never on torch,
-onnx, transformers or optimum.
+"""reelrt.runtime: load a bundle and run it. Depends on numpy and onnxruntime, on tokenizers
+(`reelrt[text]`), OpenCV (`reelrt[images]`) and cryptography (`reelrt[signing]`) where installed;
+never on torch, onnx, transformers or optimum.
 
     from reelrt.runtime import load
     clf = load("bundles/mobilenet-int8")

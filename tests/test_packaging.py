@@ -2,7 +2,8 @@
 
 Builds the wheel, checks what it holds, installs it with its base dependencies alone in a
 fresh virtual environment and runs a bundle there: the install a game client gets, without
-torch and without OpenCV, classifying raw frames as the OpenCV path does.
+torch, OpenCV or tokenizers, classifying raw frames as the OpenCV path does, and naming the
+extra that a text bundle needs.
 """
 from __future__ import annotations
 
@@ -107,3 +108,26 @@ def test_raw_frames_classify_without_opencv_as_with_it(base_venv, tiny_cnn_bundl
     for name, frame in frames.items():
         check(compare(clf.logits(frame, rgb=name.startswith("rgb")), without[name]), "fp32",
               f"{name} frames without OpenCV", top1=True)
+
+
+# Run in the base venv: a text bundle names the extra it needs; nothing of it was installed.
+_TEXT_WITHOUT_EXTRA = """
+import sys, importlib.util
+for m in ('tokenizers', 'huggingface_hub', 'requests'):
+    assert importlib.util.find_spec(m) is None, m + ' is installed in the base venv'
+from reelrt.runtime import load, BackendUnavailableError
+for path in sys.argv[1:]:
+    try:
+        load(path, device='cpu', threads=1)
+    except BackendUnavailableError as e:
+        assert "reelrt[text]" in str(e), e
+        print('refused', path)
+"""
+
+
+@pytest.mark.slow
+def test_text_bundles_name_the_text_extra_in_the_base_install(base_venv, tiny_text_bundle, gpt2_tiny_bundle, tmp_path):
+    result = subprocess.run([str(base_venv), "-c", _TEXT_WITHOUT_EXTRA, str(tiny_text_bundle), str(gpt2_tiny_bundle)],
+                            cwd=tmp_path, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["refused", str(tiny_text_bundle), "refused", str(gpt2_tiny_bundle)]

@@ -3,7 +3,7 @@
 The manifest is the only file the runtime trusts to describe a bundle, so it is parsed
 defensively: bounded size and nesting, every field type-checked, every path confined to
 the bundle. Validation is hand-written (no jsonschema) to keep the runtime's
-dependencies to numpy, onnxruntime, tokenizers and OpenCV.
+dependencies to numpy and onnxruntime (and the optional tokenizers and OpenCV).
 """
 from __future__ import annotations
 

@@ -8,10 +8,9 @@ changes an answer.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
-from tokenizers import Tokenizer
 
 from reelrt.runtime.backends.session import ThreadPolicy
 from reelrt.runtime.bundle import Bundle
@@ -20,6 +19,9 @@ from reelrt.runtime.errors import BundleError, InputError
 from reelrt.runtime.tasks.model import Model
 from reelrt.runtime.tasks.ranking import Head, read_head
 from reelrt.runtime.tasks.tokenizer import read_tokenizer
+
+if TYPE_CHECKING:  # the `text` extra, imported by read_tokenizer
+    from tokenizers import Tokenizer
 
 DEFAULT_BATCH = 16
 

@@ -9,12 +9,15 @@ decode would give it).
 """
 from __future__ import annotations
 
-from tokenizers import Tokenizer
-from tokenizers.decoders import DecodeStream
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the `text` extra; a Detokenizer is only made for a tokenizer that was read
+    from tokenizers import Tokenizer
 
 
 class Detokenizer:
     def __init__(self, tokenizer: Tokenizer):
+        from tokenizers.decoders import DecodeStream
         self.tokenizer = tokenizer
         self.stream = DecodeStream(skip_special_tokens=False)
         self.released: list[int] = []  # the tokens of the last released piece: context for flush

@@ -66,7 +66,7 @@ class TextGenerator(Model):
             self.max_context, self.vocab_size = int(x["max_context"]), int(x["vocab_size"])
             self.eos_token_id = m.tokenizer.get("eos_token_id")
             self.tokenizer = read_tokenizer(bundle)
-        except BundleError:
+        except ReelrtError:  # a bad bundle, or the text extra missing: already says what to do
             raise
         except Exception as e:  # a missing fact, a bad type, a tokenizer file tokenizers cannot read
             raise BundleError(f"not a usable GPT-2 bundle: {type(e).__name__}: {e}") from None
