@@ -60,8 +60,10 @@ def one_stream(port: int, model: str, ids: list[int]) -> dict:
         data = json.loads(line[6:])
         if "error" in data:
             raise RuntimeError(str(data["error"]))
-        if data.get("choices") and data["choices"][0].get("text"):
-            stamps.append(time.perf_counter())
+        choice = (data.get("choices") or [{}])[0]
+        if "text" in choice and (choice["text"] or choice.get("finish_reason") is None):
+            stamps.append(time.perf_counter())  # every token's event (llama-server sends one with "" for a
+            # token it does not spell: random weights pick ids past the tokenizer's vocabulary)
     conn.close()
     return {"sent": sent, "stamps": stamps}
 
@@ -126,9 +128,10 @@ def server(cmd: list[str], port: int, ready_path: str, timeout: float = 180):
                 proc.wait()
 
 
-def reelrt_cmd(bundle: str, port: int, clients: int, threads: int) -> list[str]:
+def reelrt_cmd(bundle: str, port: int, clients: int, threads: int, spin: bool, prefill_chunk: int) -> list[str]:
     return [sys.executable, "-m", "reelrt", "serve", f"model={bundle}", "--port", str(port), "--parallel",
-            str(clients), "--threads", str(threads), "--max-waiting", "256"]
+            str(clients), "--threads", str(threads), "--max-waiting", "256", "--spin" if spin else "--no-spin",
+            "--prefill-chunk", str(prefill_chunk)]
 
 
 def llama_cmd(binary: str, gguf: Path, port: int, clients: int, threads: int) -> list[str]:
@@ -151,9 +154,9 @@ def q4_0_gguf(bundle: str, quantize_binary: str) -> Path:
     return out
 
 
-def in_process(bundle: str, threads: int, runs: int, vocab: int) -> dict:
+def in_process(bundle: str, threads: int, spin: bool, runs: int, vocab: int) -> dict:
     """One stream without the server: TextGenerator.stream_ids, median of `runs`."""
-    gen = load(bundle, threads=threads)
+    gen = load(bundle, threads=threads, spin=spin)
     rates = []
     for ids in prompts(0, runs, vocab):
         start = time.perf_counter()
@@ -177,6 +180,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--requests", type=int, default=2, help="requests per client per round")
     p.add_argument("--rounds", type=int, default=1, help="rounds over all K (sides alternate)")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--spin", action=argparse.BooleanOptionalAction, default=True,
+                   help="reelrt's idle worker threads busy-wait between steps, as llama.cpp's do (default: on)")
+    p.add_argument("--prefill-chunk", type=int, default=16, help="reelrt serve --prefill-chunk (default 16)")
     p.add_argument("--json", help="write the results here")
     args = p.parse_args(argv)
     ks = [int(k) for k in args.clients.split(",")]
@@ -187,14 +193,14 @@ def main(argv: list[str] | None = None) -> int:
         gguf = q4_0_gguf(args.bundle, str(Path(args.llama_server).with_name("llama-quantize")))
         sides.append("llama-server")
     rows: dict[str, dict[int, list[dict]]] = {s: {k: [] for k in ks} for s in sides}
-    baseline = in_process(args.bundle, args.threads, 5, vocab)
+    baseline = in_process(args.bundle, args.threads, args.spin, 5, vocab)
     for r in range(args.rounds):
         for i, k in enumerate(ks):
             order = sides if (r + i) % 2 == 0 else sides[::-1]
             for side in order:
                 port = free_port()
                 if side == "reelrt":
-                    cmd, ready = reelrt_cmd(args.bundle, port, k, args.threads), "/v2/health/ready"
+                    cmd, ready = reelrt_cmd(args.bundle, port, k, args.threads, args.spin, args.prefill_chunk), "/v2/health/ready"
                 else:
                     cmd, ready = llama_cmd(args.llama_server, gguf, port, k, args.threads), "/health"
                 with server(cmd, port, ready):
@@ -202,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
                     rows[side][k].append(load_round(port, "model", k, args.requests, vocab))
                     print(side, k, rows[side][k][-1], flush=True)
     report = {"bundle": args.bundle, "gguf": str(gguf) if gguf else None, "threads": args.threads,
-              "requests_per_client": args.requests, "in_process": baseline, "load": os.getloadavg(),
+              "requests_per_client": args.requests, "spin": args.spin, "prefill_chunk": args.prefill_chunk, "in_process": baseline, "load": os.getloadavg(),
               "results": {s: {k: _median(v) for k, v in by_k.items()} for s, by_k in rows.items()}}
     print(table(report))
     if args.json:

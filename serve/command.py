@@ -1,6 +1,8 @@
 """`reelrt serve`: the serving stage's subcommand."""
 from __future__ import annotations
 
+import argparse
+
 from reelrt.parsing import command
 
 
@@ -12,7 +14,13 @@ def add_parsers(sub) -> None:
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback; elsewhere needs --api-key)")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--parallel", "-np", type=int, default=4, metavar="N", help="generation slots per GPT-2 bundle")
+    p.add_argument("--prefill-chunk", type=int, default=16, metavar="TOKENS",
+                   help="prompt tokens prefilled per decode step while other slots decode: smaller keeps their"
+                        " inter-token latency even, larger gives a new request its first token sooner (default 16)")
     p.add_argument("--threads", type=int, default=None, help="intra-op threads per bundle (default: one per core)")
+    p.add_argument("--spin", action=argparse.BooleanOptionalAction, default=False,
+                   help="let idle worker threads busy-wait between decode steps: lower latency on a machine"
+                        " whose cores are the server's own (default: off, they sleep and leave the CPU to others)")
     p.add_argument("--api-key", default=None, help="require Authorization: Bearer KEY (default: $REELRT_API_KEY)")
     p.add_argument("--max-waiting", type=int, default=64, help="requests queued per bundle before 429")
     p.add_argument("--max-tokens", type=int, default=1024, help="the most new tokens one completion may ask for")

@@ -18,7 +18,9 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 class Options:
     """How a server runs its bundles and what it accepts from a request."""
     parallel: int = 4                  # generation slots per generation bundle
+    prefill_chunk: int = 16            # prompt tokens run per decode step while other slots decode
     threads: int | None = None         # intra-op threads per bundle (None: the runtime's default)
+    spin: bool = False                 # idle worker threads busy-wait between runs (a core of their own)
     max_waiting: int = 64              # requests waiting for a slot (per bundle) before 429
     max_body_bytes: int = 8 << 20      # a request body (an encoded image is the largest)
     max_prompt_tokens: int | None = None  # None: the model's context less max_tokens
@@ -65,10 +67,11 @@ def load_all(targets: dict[str, os.PathLike], options: Options) -> dict[str, Hos
     hosted: dict[str, Hosted] = {}
     try:
         for name, path in targets.items():
-            model = load(path, threads=options.threads)
+            model = load(path, threads=options.threads, spin=options.spin)
             h = Hosted(name, Path(path), model)
             if h.task == "text-generation":
-                h.slots = SlotGenerator(model, slots=options.parallel, max_waiting=options.max_waiting)
+                h.slots = SlotGenerator(model, slots=options.parallel, max_waiting=options.max_waiting,
+                                        prefill_chunk=options.prefill_chunk)
             hosted[name] = h
     except BaseException:
         close_all(hosted)

@@ -13,12 +13,12 @@ def options_from(args: argparse.Namespace) -> Options:
     api_key = args.api_key or os.environ.get("REELRT_API_KEY") or None
     if not _loopback(args.host) and not api_key:
         raise InputError(f"--host {args.host} is reachable from other machines: pass --api-key (or set REELRT_API_KEY)")
-    for name in ("parallel", "max_waiting", "max_tokens", "max_body_bytes", "max_image_pixels"):
+    for name in ("parallel", "prefill_chunk", "max_waiting", "max_tokens", "max_body_bytes", "max_image_pixels"):
         if getattr(args, name) < 1:
             raise InputError(f"--{name.replace('_', '-')} must be at least 1")
     if args.timeout <= 0:
         raise InputError("--timeout must be positive")
-    return Options(parallel=args.parallel, threads=args.threads, max_waiting=args.max_waiting,
+    return Options(parallel=args.parallel, prefill_chunk=args.prefill_chunk, threads=args.threads, spin=args.spin, max_waiting=args.max_waiting,
                    max_body_bytes=args.max_body_bytes, max_prompt_tokens=args.max_prompt_tokens,
                    max_tokens=args.max_tokens, max_image_pixels=args.max_image_pixels, timeout_s=args.timeout,
                    api_key=api_key)

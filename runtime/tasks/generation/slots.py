@@ -86,7 +86,7 @@ class _Slot:
 class SlotGenerator:
     """N slots over one TextGenerator's decoder, fed from a bounded waiting line."""
 
-    def __init__(self, generator: TextGenerator, slots: int = 4, max_waiting: int = 64, prefill_chunk: int = 32):
+    def __init__(self, generator: TextGenerator, slots: int = 4, max_waiting: int = 64, prefill_chunk: int = 16):
         if not isinstance(slots, int) or slots < 1:
             raise InputError(f"slots must be a positive int, not {slots!r}")
         if not isinstance(prefill_chunk, int) or prefill_chunk < 1:
