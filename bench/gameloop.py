@@ -2,14 +2,14 @@
 
     flock /tmp/reelrt-bench.lock python -m reelrt.bench.gameloop BUNDLE [--rounds 6] [--frames 120] [--json F]
 
-The loop thread is pinned to one CPU (os.sched_setaffinity) and does a fixed amount of native
-"render" work per frame (numpy ufuncs, which release the GIL as engine code would not need it),
-then submits the frame to the classifier (`submit()`, never waiting) when the previous answer
-has arrived, and sleeps to the next 16.7 ms vsync. The classifier keeps the default placement
+The loop thread is pinned to one CPU (os.sched_setaffinity). At each frame's start it submits
+the last frame to the classifier (`submit()`, never waiting) when the previous answer has
+arrived, then does a fixed amount of native "render" work (numpy ufuncs, which release the GIL
+as engine code would not need it) while the model runs, and sleeps to the next 16.7 ms vsync. The classifier keeps the default placement
 and one thread per CPU (`--threads`), so its pool threads share the loop's CPU, as an
 embedded runtime's would unless the host pins them elsewhere (`affinity=`). Reported:
 
-- frame time: the loop's work from the frame's start to its end (render work plus submit);
+- frame time: the loop's work from the frame's start to its end (submit plus render work);
   p50/p99 over all frames, against the loop alone;
 - inference latency: submit() to the answer, p50/p99;
 - answers per frame: how many frames got a fresh answer (a frame whose previous answer is
@@ -76,8 +76,8 @@ def run_loop(render: Render, frames: int, clf, image: np.ndarray | None) -> dict
     next_vsync = time.perf_counter()
     for _ in range(frames):
         start = time.perf_counter()
-        render()
-        if clf is not None:
+        if clf is not None:   # at the frame's start, as a game asks about the last frame: the model
+            # then runs while this frame renders, so its threads and the render contend for the CPU
             if pending is not None and pending[0].done():
                 pending[0].result()
                 latency_ms.append((pending[1] - pending[2]) * 1e3)
@@ -88,6 +88,7 @@ def run_loop(render: Render, frames: int, clf, image: np.ndarray | None) -> dict
                 future = clf.submit(image, top_k=1)
                 pending = [future, 0.0, submitted]
                 future.add_done_callback(lambda f, p=pending: p.__setitem__(1, time.perf_counter()))
+        render()
         frame_ms.append((time.perf_counter() - start) * 1e3)
         next_vsync += FRAME_S
         delay = next_vsync - time.perf_counter()
