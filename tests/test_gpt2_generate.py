@@ -171,9 +171,11 @@ def test_stream_ids_yields_what_generate_ids_returns(gen):
 def test_each_token_costs_the_same_however_long_the_text(gen, monkeypatch):
     """No step re-decodes or re-searches the text so far: one DecodeStream step per token, and
     the stop search sees only the new piece and the few characters held back before it."""
-    from reelrt.runtime.tasks.generation import detokenize, generator
+    import tokenizers.decoders
+
+    from reelrt.runtime.tasks.generation import generator
     steps, searched = [], []
-    real_stream, real_first_stop = detokenize.DecodeStream, generator._first_stop
+    real_stream, real_first_stop = tokenizers.decoders.DecodeStream, generator._first_stop
 
     class CountingStream:
         def __init__(self, **kwargs):
@@ -187,7 +189,7 @@ def test_each_token_costs_the_same_however_long_the_text(gen, monkeypatch):
         searched.append(len(text))
         return real_first_stop(text, stops)
 
-    monkeypatch.setattr(detokenize, "DecodeStream", CountingStream)
+    monkeypatch.setattr(tokenizers.decoders, "DecodeStream", CountingStream)  # what Detokenizer imports
     monkeypatch.setattr(generator, "_first_stop", first_stop)
     stop = "\x00never written"
     text = gen.generate(PROMPT, max_new_tokens=200, temperature=1.0, seed=3, stop=[stop])

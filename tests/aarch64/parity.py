@@ -21,6 +21,7 @@ from reelrt.runtime.tasks.text import encode
 
 # the bundles compared, each an exported fp32 bundle or a quantized copy (tests/aarch64/build.py)
 BUNDLES = ("tiny-cnn-rgb", "cnn-int8", "cnn-fp16", "tiny-text", "lstm-int8", "gpt2-tiny", "gpt2-int4")
+IMAGE_BUNDLES = BUNDLES[:3]
 TEXTS = ["the cat sat on the mat", "dogs chase cats in the garden", "the ship warped away",
          "captain on the bridge, the ship is yours", "ünïcödé 🚀 ship"]
 PROMPTS = ["The innkeeper says", "A quest:", "def main():"]
@@ -47,10 +48,13 @@ def write_encoded(folder: Path) -> Path:
     return folder / ENCODED
 
 
-def answers(folder: Path, names: Sequence[str] = BUNDLES) -> dict[str, np.ndarray]:
-    """Each named bundle under `folder` answering its inputs: {"bundle/what": array}."""
-    with np.load(folder / ENCODED, allow_pickle=False) as z:
-        encoded = {k: z[k].tobytes() for k in sorted(z.files)}
+def answers(folder: Path, names: Sequence[str] = BUNDLES, decode: bool = True) -> dict[str, np.ndarray]:
+    """Each named bundle under `folder` answering its inputs: {"bundle/what": array}. decode=False
+    leaves out the PNG and JPEG files (the OpenCV-free install classifies raw frames only)."""
+    encoded = {}
+    if decode:
+        with np.load(folder / ENCODED, allow_pickle=False) as z:
+            encoded = {k: z[k].tobytes() for k in sorted(z.files)}
     out: dict[str, np.ndarray] = {}
     for name in names:
         model = load(folder / name, device="cpu", threads=1)
@@ -64,12 +68,14 @@ def _image(clf, encoded: dict[str, bytes]) -> dict[str, np.ndarray]:
     jpegs = [v for k, v in encoded.items() if k.startswith("jpg")]
     with np.load(clf.bundle.path(REFERENCE_INPUTS), allow_pickle=False) as ref:
         pixels = ref[ref.files[0]]
-    return {"frames": np.concatenate([clf.logits(f) for f in frames()]),
-            "frames_rgb": clf.logits(frames()[0], rgb=True),
-            "png": clf.logits(pngs), "jpeg": clf.logits(jpegs),
-            "reference": clf.run({clf.input_name: pixels})[clf.output_name],
-            "classified": np.array([[dict(clf.classify(f, top_k=len(clf.labels)))[label] for label in clf.labels]
-                                    for f in frames()], np.float32)}
+    out = {"frames": np.concatenate([clf.logits(f) for f in frames()]),
+           "frames_rgb": clf.logits(frames()[0], rgb=True),
+           "reference": clf.run({clf.input_name: pixels})[clf.output_name],
+           "classified": np.array([[dict(clf.classify(f, top_k=len(clf.labels)))[label] for label in clf.labels]
+                                   for f in frames()], np.float32)}
+    if encoded:
+        out.update(png=clf.logits(pngs), jpeg=clf.logits(jpegs))
+    return out
 
 
 def _text(clf, encoded: dict[str, bytes]) -> dict[str, np.ndarray]:

@@ -15,8 +15,9 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 CACHE=${REELRT_AARCH64_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/reelrt-aarch64}
 CPU=${REELRT_AARCH64_CPU:-cortex-a53}
-# the runtime's dependencies, and what its tests need besides torch (onnx builds their toy graphs)
-WHEELS="numpy onnxruntime tokenizers opencv-python-headless onnx pytest hypothesis"
+# the runtime's dependencies and extras (text, images, signing, serve), and what its tests need besides torch
+# (onnx builds their toy graphs, jsonschema holds every manifest they write to docs/manifest.schema.json)
+WHEELS="numpy onnxruntime tokenizers opencv-python-headless cryptography starlette uvicorn prometheus-client python-multipart onnx pytest hypothesis jsonschema"
 DEBS="python3.11 libstdc++6 libgomp1"
 mkdir -p "$CACHE"
 step() { echo "== aarch64: $*"; }
