@@ -87,6 +87,13 @@ def test_cancel_frees_the_slot_and_a_full_line_refuses(gen):
 
 def test_text_generator_refuses_while_slots_own_its_decoder(gen):
     with SlotGenerator(gen, slots=1):
-        with pytest.raises(ReelrtError, match="busy"):
+        with pytest.raises(ReelrtError, match="lent to a SlotGenerator"):
             gen.generate("Hello", max_new_tokens=2)
+        with pytest.raises(ReelrtError, match="in use"):   # one scheduler per decoder
+            SlotGenerator(gen, slots=1)
     assert isinstance(gen.generate("Hello", max_new_tokens=2), str)
+    stream = gen.stream("Hello", max_new_tokens=8)
+    next(stream)                                         # a generation in progress is not taken from under it
+    with pytest.raises(ReelrtError, match="in use"):
+        SlotGenerator(gen, slots=1)
+    stream.close()

@@ -35,6 +35,8 @@ from reelrt.runtime.tasks.generation.sampling import SamplingParams, next_token
 from reelrt.runtime.backends.session import ThreadPolicy
 from reelrt.runtime.tasks.tokenizer import read_tokenizer
 
+_LENT = -1  # TextGenerator._owner while a scheduler drives the decoder (lend_decoder)
+
 
 @dataclass(frozen=True)
 class _Request:
@@ -81,7 +83,7 @@ class TextGenerator(Model):
         self.decoder = KVDecoder(backend.session, self.n_layer, n_head, head_dim, self.max_context, self.vocab_size)
         self.defaults = m.generation
         self._epoch = 0
-        self._owner: int | None = None  # the thread whose generation is in progress
+        self._owner: int | None = None  # the thread whose generation is in progress, or _LENT
         self._claim = threading.Lock()   # guards _owner and _epoch
 
     # ---- public entry points -------------------------------------------------------------
@@ -204,11 +206,29 @@ class TextGenerator(Model):
         finally:
             self._end(epoch)
 
+    def lend_decoder(self) -> KVDecoder:
+        """Hand the decoder to a scheduler that drives it from a thread of its own (SlotGenerator):
+        until `take_back_decoder`, this generator's own calls are refused instead of sharing the cache."""
+        with self._claim:
+            if self._owner is not None:
+                raise ReelrtError("this TextGenerator's decoder is in use (a generation in progress, or lent"
+                                  " already): load the bundle again for another scheduler")
+            self._owner = _LENT
+        return self.decoder
+
+    def take_back_decoder(self) -> None:
+        with self._claim:
+            if self._owner == _LENT:
+                self._owner = None
+
     def _begin(self) -> int:
         """Claim the generator for a new generation of this thread (superseding its own unfinished
         one); refuse while another thread's generation is in progress, rather than share the cache."""
         me = threading.get_ident()
         with self._claim:
+            if self._owner == _LENT:
+                raise ReelrtError("this TextGenerator's decoder is lent to a SlotGenerator: generate through it,"
+                                  " or close it first")
             if self._owner not in (None, me):
                 raise ReelrtError("this TextGenerator is busy with a generation of another thread: use one generator"
                                   " per thread (load the bundle again), or finish or close that generation first")

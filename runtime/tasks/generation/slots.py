@@ -92,7 +92,6 @@ class SlotGenerator:
         if not isinstance(prefill_chunk, int) or prefill_chunk < 1:
             raise InputError(f"prefill_chunk must be a positive int, not {prefill_chunk!r}")
         self.gen = generator
-        self.decoder = generator.decoder
         self.slots = [_Slot(r) for r in range(slots)]
         self.max_waiting = max_waiting
         self.prefill_chunk = prefill_chunk
@@ -102,8 +101,7 @@ class SlotGenerator:
         self.steps = 0                  # decode steps run (for metrics)
         self.finished: Counter[str] = Counter()  # requests ended, by Finish reason
         self._failed: BaseException | None = None
-        with generator._claim:          # the decoder is ours from now on; TextGenerator refuses other threads
-            generator._owner = -1
+        self.decoder = generator.lend_decoder()   # ours until close(); the generator refuses its own calls
         self.decoder.start(slots)
         self._thread = threading.Thread(target=self._work, name="reelrt-slots", daemon=True)
         self._thread.start()
@@ -204,8 +202,7 @@ class SlotGenerator:
             self._closed = True
             self._wake.notify()
         self._thread.join()
-        with self.gen._claim:
-            self.gen._owner = None
+        self.gen.take_back_decoder()
 
     def __enter__(self) -> SlotGenerator:
         return self
