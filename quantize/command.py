@@ -1,45 +1,18 @@
-"""`reelrt quantize`: pick the pass for the bundle's family and the asked precision."""
+"""`reelrt quantize`: the command line of quantize/passes.py."""
 from __future__ import annotations
 
 import argparse
-import importlib
 
 from reelrt.parsing import command, positive_int
 
-# (family, precision) -> ("module:function", the options it takes beyond the source, the output
-# path and accept_quality_loss); each function is typed: f(src: Bundle, out, *, option=...) -> Path
-WEIGHT_ONLY = ("block_size", "accuracy_level")
-PASSES = {
-    ("cnn", "int8"): ("reelrt.quantize.cnn:quantize_int8", ("calibration", "method")),
-    ("cnn", "fp16"): ("reelrt.quantize.fp16:quantize_fp16", ()),
-    ("lstm", "int8"): ("reelrt.quantize.lstm:quantize_int8", ()),
-    ("lstm", "fp16"): ("reelrt.quantize.fp16:quantize_fp16", ()),
-    ("gpt2", "int8"): ("reelrt.quantize.gpt2:quantize_int8", WEIGHT_ONLY),
-    ("gpt2", "int4"): ("reelrt.quantize.gpt2:quantize_int4", WEIGHT_ONLY),
-    ("gpt2", "fp16"): ("reelrt.quantize.fp16:quantize_fp16", ()),
-}
-OPTIONS = ("calibration", "method", "block_size", "accuracy_level")
-
 
 def main(args: argparse.Namespace) -> int:
+    from reelrt.quantize.passes import OPTIONS, quantize
     from reelrt.runtime.bundle import open_bundle
-    from reelrt.runtime.errors import InputError
 
-    src = open_bundle(args.bundle)
-    if src.manifest.precision != "fp32":
-        raise InputError(f"{args.bundle} is already {src.manifest.precision}; quantize an fp32 bundle")
-    key = (src.manifest.family, args.precision)
-    if key not in PASSES:
-        supported = sorted(p for f, p in PASSES if f == src.manifest.family)
-        raise InputError(f"{src.manifest.family} bundles quantize to {supported}, not {args.precision}")
-    target, takes = PASSES[key]
-    given = {name: getattr(args, name, None) for name in OPTIONS if getattr(args, name, None) is not None}
-    if stray := sorted(set(given) - set(takes)):
-        raise InputError(f"{', '.join('--' + n.replace('_', '-') for n in stray)} does not apply to"
-                         f" {src.manifest.family} {args.precision}")
-    module, func = target.split(":")
-    out = getattr(importlib.import_module(module), func)(
-        src, args.out, accept_quality_loss=getattr(args, "accept_quality_loss", False), **given)
+    out = quantize(open_bundle(args.bundle), args.out, args.precision,
+                   accept_quality_loss=getattr(args, "accept_quality_loss", False),
+                   **{name: getattr(args, name, None) for name in OPTIONS})
     print(f"wrote {out}")
     return 0
 

@@ -177,16 +177,12 @@ def make_gpt2_tiny_bundle(out: Path) -> Path:
 
 
 def quantize_bundle(src: Path, out: Path, precision: str, block_size: int = 32, accuracy_level: int | None = None) -> Path:
-    """`reelrt quantize SRC --precision P --out OUT` in-process."""
-    import argparse
-
-    from reelrt.quantize.command import main as quantize_main
+    """`reelrt quantize SRC --precision P --out OUT` in-process, through the typed entry it wraps."""
+    from reelrt.quantize.passes import quantize
+    from reelrt.runtime.bundle import open_bundle
     weight_only = precision in ("int8", "int4")   # block size and accuracy level are theirs only
-    args = argparse.Namespace(bundle=str(src), precision=precision, out=str(out),
-                              block_size=block_size if weight_only else None,
-                              accuracy_level=accuracy_level if weight_only else None)
-    assert quantize_main(args) == 0
-    return out
+    options = dict(block_size=block_size, accuracy_level=accuracy_level) if weight_only else {}
+    return quantize(open_bundle(src), out, precision, **options)
 
 
 @pytest.fixture(scope="session")
