@@ -33,13 +33,10 @@ from pathlib import Path
 
 import numpy as np
 
+from reelrt.bench.harness import percentile
+
 FPS = 60
 FRAME_S = 1.0 / FPS
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
 
 
 class Render:
@@ -154,11 +151,11 @@ def summarize(results: dict[str, dict[str, list[float]]]) -> dict[str, dict[str,
     alone = statistics.median(results["loop alone"]["frame_ms"])
     for name, r in results.items():
         lat = r["latency_ms"]
-        out[name] = {"frame_p50_ms": statistics.median(r["frame_ms"]), "frame_p99_ms": percentile(r["frame_ms"], 99),
+        out[name] = {"frame_p50_ms": statistics.median(r["frame_ms"]), "frame_p99_ms": percentile(sorted(r["frame_ms"]), 99),
                      "frame_p50_vs_alone": statistics.median(r["frame_ms"]) / alone,
                      "missed_vsync": sum(f > FRAME_S * 1e3 for f in r["frame_ms"]) / len(r["frame_ms"]),
                      "latency_p50_ms": statistics.median(lat) if lat else None,
-                     "latency_p99_ms": percentile(lat, 99) if lat else None,
+                     "latency_p99_ms": percentile(sorted(lat), 99) if lat else None,
                      "answered_per_frame": statistics.mean(r["answered"]) if lat else None}
     return out
 

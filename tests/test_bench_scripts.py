@@ -1,0 +1,35 @@
+"""The benchmark scripts run end to end on tiny bundles (their figures are not checked here:
+speed belongs to the benchmarks, this only keeps the scripts working)."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+
+@pytest.mark.slow
+def test_gameloop_reports_every_configuration(tiny_cnn_bundle, tmp_path):
+    out = tmp_path / "gameloop.json"
+    # a child process: the loop pins its own thread to one CPU
+    subprocess.run([sys.executable, "-m", "reelrt.bench.gameloop", str(tiny_cnn_bundle), "--rounds", "1",
+                    "--frames", "6", "--render-ms", "1", "--json", str(out)], check=True, capture_output=True)
+    summary = json.loads(out.read_text())["summary"]
+    assert {"loop alone", "spin off", "spin on"} <= set(summary)
+    assert summary["loop alone"]["latency_p50_ms"] is None
+    for name in set(summary) - {"loop alone"}:
+        assert summary[name]["answered_per_frame"] > 0
+        assert 0 < summary[name]["latency_p50_ms"] <= summary[name]["latency_p99_ms"]
+
+
+def test_batch_step_times_each_row_count_and_attributes_the_step(gpt2_tiny_bundle, tmp_path, capsys):
+    from reelrt.bench.batch_step import main
+    out = tmp_path / "batch.json"
+    assert main([str(gpt2_tiny_bundle), "--rows", "1,3", "--context", "8", "--steps", "3", "--rounds", "1",
+                 "--threads", "1", "--json", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert set(report["step_ms"]) == {"1", "3"} and all(ms > 0 for ms in report["step_ms"].values())
+    assert set(report["profile_one_thread_ms"]) == {"1", "3"}
+    assert "GroupQueryAttention" in report["profile_one_thread_ms"]["3"]
+    assert "| 3 |" in capsys.readouterr().out
