@@ -45,7 +45,7 @@ INVOCATIONS = [
     "", "nonsense", "export", "export cnn --arch alexnet --out {tmp}/x",
     # serve: refused before any socket is bound
     "serve {missing}", "serve {gpt2} --host 0.0.0.0", "serve {gpt2} --parallel 0", "serve a={gpt2} a={text}",
-    "serve {gpt2} --timeout 0", "serve bad/name={gpt2}",
+    "serve {gpt2} --timeout 0", "serve bad/name={gpt2}", "serve {gpt2} --prefill-chunk 0", "serve {gpt2} --spin=yes",
 ]
 
 
