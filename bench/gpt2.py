@@ -38,7 +38,17 @@ from reelrt.runtime.bundle.cache import cache_dir
 PROMPT_TOKENS = 32
 NEW_TOKENS = 128
 PEERS = ("onnxruntime-genai", "pytorch", "optimum", "llama.cpp")
-MEAN_CONTEXT = PROMPT_TOKENS + NEW_TOKENS // 2   # the context of the median decode step
+
+
+def new_tokens(bundle: Bundle) -> int:
+    """NEW_TOKENS, or fewer where the model's context cannot hold them after the prompt (the demo's
+    small GPT-2 has 128 positions)."""
+    return min(NEW_TOKENS, int(bundle.manifest.extra["max_context"]) - PROMPT_TOKENS)
+
+
+def mean_context(new: int) -> int:
+    """The context of the median decode step of a generation of `new` tokens after the prompt."""
+    return PROMPT_TOKENS + new // 2
 
 
 # ---- the contract: systems --------------------------------------------------------------------
@@ -48,15 +58,17 @@ def systems(bundles: list[Bundle], peers: set[str] | None, threads: int) -> tupl
     rows: list[System] = []
     skipped: dict[str, str] = {}
     sources: dict[str, dict] = {}
+    lengths: dict[str, int] = {}
     for bundle in bundles:
         m = bundle.manifest
         source = _source(bundle)
         workload = _workload(bundle)
         sources.setdefault(workload, source)
+        new = lengths[workload] = new_tokens(bundle)
         rows.append(System(f"reelrt {m.precision}", workload, "reelrt.bench.gpt2:reelrt_generation",
-                           {"bundle": str(bundle.root), "threads": threads}, is_reelrt=True,
+                           {"bundle": str(bundle.root), "threads": threads, "new_tokens": new}, is_reelrt=True,
                            size_bytes=sum(a.size for p, a in m.artifacts.items() if p.startswith(m.model)),
-                           bytes_per_token=bytes_per_token(m, MEAN_CONTEXT)))
+                           bytes_per_token=bytes_per_token(m, mean_context(new))))
     wanted = set(PEERS) if peers is None else set(peers) & set(PEERS)
     for name in sorted(set(peers or ()) - set(PEERS)):
         skipped[name] = "not a GPT-2 peer"
@@ -67,7 +79,8 @@ def systems(bundles: list[Bundle], peers: set[str] | None, threads: int) -> tupl
                 skipped["onnxruntime-genai"] = reason or f"{bundle.root} has no genai_config.json (exported before genai support)"
                 continue
             rows.append(System(f"onnxruntime-genai {bundle.manifest.precision}", _workload(bundle),
-                               "reelrt.bench.gpt2:genai_generation", {"bundle": str(bundle.root), "threads": threads},
+                               "reelrt.bench.gpt2:genai_generation",
+                               {"bundle": str(bundle.root), "threads": threads, "new_tokens": new_tokens(bundle)},
                                size_bytes=next(r.size_bytes for r in rows if r.kwargs["bundle"] == str(bundle.root))))
     for workload, source in sources.items():
         if source.get("unavailable"):
@@ -75,14 +88,14 @@ def systems(bundles: list[Bundle], peers: set[str] | None, threads: int) -> tupl
             continue
         if "pytorch" in wanted:
             rows.append(System("pytorch eager generate", workload, "reelrt.bench.gpt2:pytorch_generation",
-                               {"source": source, "threads": threads}))
+                               {"source": source, "threads": threads, "new_tokens": lengths[workload]}))
         if "optimum" in wanted:
             reason = _missing("optimum.onnxruntime")
             if reason:
                 skipped["optimum"] = reason
             else:
                 rows.append(System("optimum ORTModelForCausalLM fp32", workload, "reelrt.bench.gpt2:optimum_generation",
-                                   {"source": source, "threads": threads}))
+                                   {"source": source, "threads": threads, "new_tokens": lengths[workload]}))
         if "llama.cpp" in wanted:
             reason = _missing("llama_cpp") or _converter_missing()
             if reason:
@@ -95,7 +108,8 @@ def systems(bundles: list[Bundle], peers: set[str] | None, threads: int) -> tupl
                     skipped["llama.cpp"] = f"GGUF conversion failed: {e}"
                     break
                 rows.append(System(f"llama.cpp {quant}", workload, "reelrt.bench.gpt2:llama_generation",
-                                   {"gguf": str(gguf), "threads": threads}, size_bytes=gguf.stat().st_size))
+                                   {"gguf": str(gguf), "threads": threads, "new_tokens": lengths[workload]},
+                                   size_bytes=gguf.stat().st_size))
     return rows, skipped
 
 
@@ -126,19 +140,19 @@ def bytes_per_token(manifest, context: int) -> int:
     return weights + 2 * int(x["n_layer"]) * context * int(x["n_embd"]) * np.dtype(cache.dtype).itemsize
 
 
-def reelrt_generation(bundle: str, threads: int) -> Step:
+def reelrt_generation(bundle: str, threads: int, new_tokens: int) -> Step:
     from reelrt.runtime import load
     gen = load(bundle, threads=threads, spin=True)
     ids = prompt_ids(gen.text_vocab)
 
     def step() -> dict:
         start = time.perf_counter()
-        stamps = [time.perf_counter() for _ in gen.stream_ids(ids, NEW_TOKENS, stop_token_ids=())]
+        stamps = [time.perf_counter() for _ in gen.stream_ids(ids, new_tokens, stop_token_ids=())]
         return _metrics(start, stamps)
     return step
 
 
-def genai_generation(bundle: str, threads: int) -> Step:
+def genai_generation(bundle: str, threads: int, new_tokens: int) -> Step:
     """onnxruntime-genai's greedy loop on the bundle itself, its session on the same threads."""
     import json
 
@@ -152,7 +166,7 @@ def genai_generation(bundle: str, threads: int) -> Step:
 
     def step() -> dict:
         params = og.GeneratorParams(model)
-        params.set_search_options(max_length=len(ids) + NEW_TOKENS, min_length=len(ids) + NEW_TOKENS, do_sample=False)
+        params.set_search_options(max_length=len(ids) + new_tokens, min_length=len(ids) + new_tokens, do_sample=False)
         generator = og.Generator(model, params)
         start = time.perf_counter()
         generator.append_tokens(ids)
@@ -164,14 +178,14 @@ def genai_generation(bundle: str, threads: int) -> Step:
     return step
 
 
-def pytorch_generation(source: dict, threads: int) -> Step:
+def pytorch_generation(source: dict, threads: int, new_tokens: int) -> Step:
     import torch
     torch.set_num_threads(threads)
     model = _torch_model(source)
-    return _hf_step(model, prompt_ids(source["text_vocab"]))
+    return _hf_step(model, prompt_ids(source["text_vocab"]), new_tokens)
 
 
-def optimum_generation(source: dict, threads: int) -> Step:
+def optimum_generation(source: dict, threads: int, new_tokens: int) -> Step:
     import onnxruntime as ort
     from optimum.onnxruntime import ORTModelForCausalLM
     options = ort.SessionOptions()
@@ -181,10 +195,10 @@ def optimum_generation(source: dict, threads: int) -> Step:
     if not (exported / "config.json").is_file():
         ORTModelForCausalLM.from_pretrained(checkpoint_dir(source), export=True, use_cache=True).save_pretrained(exported)
     model = ORTModelForCausalLM.from_pretrained(exported, session_options=options, provider="CPUExecutionProvider")
-    return _hf_step(model, prompt_ids(source["text_vocab"]))
+    return _hf_step(model, prompt_ids(source["text_vocab"]), new_tokens)
 
 
-def _hf_step(model, ids: list[int]) -> Step:
+def _hf_step(model, ids: list[int], new_tokens: int) -> Step:
     """transformers-style `generate`, its tokens timed by a streamer (put() is called once per new token)."""
     import torch
 
@@ -208,16 +222,16 @@ def _hf_step(model, ids: list[int]) -> Step:
         stamps = Stamps()
         start = time.perf_counter()
         with torch.inference_mode():
-            model.generate(inputs, attention_mask=mask, max_new_tokens=NEW_TOKENS, min_new_tokens=NEW_TOKENS,
+            model.generate(inputs, attention_mask=mask, max_new_tokens=new_tokens, min_new_tokens=new_tokens,
                            do_sample=False, pad_token_id=0, streamer=stamps)
         return _metrics(start, stamps.times)
     return step
 
 
-def llama_generation(gguf: str, threads: int) -> Step:
+def llama_generation(gguf: str, threads: int, new_tokens: int) -> Step:
     """llama.cpp's own decode loop step by step; greedy is an argmax over its last logits, as ours."""
     import llama_cpp
-    llm = llama_cpp.Llama(model_path=gguf, n_ctx=PROMPT_TOKENS + NEW_TOKENS + 8, n_batch=PROMPT_TOKENS,
+    llm = llama_cpp.Llama(model_path=gguf, n_ctx=PROMPT_TOKENS + new_tokens + 8, n_batch=PROMPT_TOKENS,
                           n_threads=threads, n_threads_batch=threads, verbose=False)
     vocab = llm.n_vocab()
     ids = prompt_ids(vocab)  # the GGUF vocabulary is the tokenizer's: the same ids as the other rows
@@ -230,7 +244,7 @@ def llama_generation(gguf: str, threads: int) -> Step:
         start = time.perf_counter()
         llm.eval(ids)
         stamps = []
-        for _ in range(NEW_TOKENS):
+        for _ in range(new_tokens):
             token = next_token()
             stamps.append(time.perf_counter())
             llm.eval([token])
@@ -256,7 +270,7 @@ def _source(bundle: Bundle) -> dict:
 
 def _workload(bundle: Bundle) -> str:
     x = bundle.manifest.extra
-    return f"gpt2 {x['n_layer']}x{x['n_embd']} greedy {PROMPT_TOKENS}+{NEW_TOKENS}"
+    return f"gpt2 {x['n_layer']}x{x['n_embd']} greedy {PROMPT_TOKENS}+{new_tokens(bundle)}"
 
 
 def _key(source: dict) -> str:

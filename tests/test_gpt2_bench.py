@@ -32,7 +32,7 @@ def test_the_floor_counts_the_weights_streamed_and_the_cache_read(gpt2_tiny_bund
     assert bench.bytes_per_token(m, 0) == x["weight_bytes_per_token"] > 0
     assert bench.bytes_per_token(m, 96) - bench.bytes_per_token(m, 0) == 96 * cache
     rows, _ = bench.systems([open_bundle(gpt2_tiny_bundle)], set(), threads=1)
-    assert rows[0].bytes_per_token == bench.bytes_per_token(m, bench.MEAN_CONTEXT)
+    assert rows[0].bytes_per_token == bench.bytes_per_token(m, bench.mean_context(bench.new_tokens(open_bundle(gpt2_tiny_bundle))))
 
 
 def test_pytorch_peer_generates_what_reelrt_generates(gpt2_tiny_bundle):
@@ -64,3 +64,7 @@ def test_demo_trains_builds_once_and_streams_text(tmp_path, monkeypatch):
     assert [(b / "manifest.json").stat().st_mtime_ns for b in bundles] == stamp  # reused, not rebuilt
     text = demo.show_gpt2(bundles[1])
     assert "int8" in text and "trained 3 steps" in text and all(p in text for p in demo.GPT2_PROMPTS)
+    # the demo's benchmark: 128 new tokens do not fit a 64-position context after the 32-token prompt
+    rows, _ = bench.systems([open_bundle(bundles[1])], set(), threads=1)
+    assert rows[0].workload.endswith("greedy 32+32") and rows[0].kwargs["new_tokens"] == 32
+    assert bench.reelrt_generation(**rows[0].kwargs)()["tokens_per_s"] > 0
