@@ -228,7 +228,28 @@ def table(report: dict) -> str:
             lines.append(f"| {side} | {k} | {r['tokens_per_s']:.0f} | {r['ttft_p50_ms']:.1f} | {r['ttft_p99_ms']:.1f}"
                          f" | {r['itl_p50_ms']:.2f} | {r['itl_p99_ms']:.2f} |")
     lines.append(f"\nin-process TextGenerator.stream_ids: {report['in_process']['tokens_per_s']:.0f} tokens/s")
-    return "\n".join(lines)
+    return "\n".join(lines + targets(report))
+
+
+def targets(report: dict) -> list[str]:
+    """The serving targets, as ratios within this run: 8 streams against one, against llama-server,
+    inter-token p99 against one stream's, first token against llama-server's, HTTP against in-process."""
+    ours = report["results"]["reelrt"]
+    peer = report["results"].get("llama-server", {})
+    one, eight = ours.get(1) or ours.get("1"), ours.get(8) or ours.get("8")
+    if one is None or eight is None:
+        return []
+    lines = ["", f"K=8 over K=1: {eight['tokens_per_s'] / one['tokens_per_s']:.2f}x aggregate tokens/s (target 2.5x)",
+             f"K=8 inter-token p99 over K=1's p99: {eight['itl_p99_ms'] / one['itl_p99_ms']:.2f}x,"
+             f" over K=1's p50: {eight['itl_p99_ms'] / one['itl_p50_ms']:.2f}x (target under 4x)",
+             f"K=1 through HTTP over in-process: {one['tokens_per_s'] / report['in_process']['tokens_per_s']:.3f}"
+             " (target within 10%)"]
+    theirs = peer.get(8) or peer.get("8")
+    if theirs:
+        lines += [f"K=8 over llama-server K=8: {eight['tokens_per_s'] / theirs['tokens_per_s']:.2f}x (target 1.5x)",
+                  f"K=8 first token, reelrt / llama-server: p50 {eight['ttft_p50_ms']:.0f} / {theirs['ttft_p50_ms']:.0f} ms,"
+                  f" p99 {eight['ttft_p99_ms']:.0f} / {theirs['ttft_p99_ms']:.0f} ms (target: under llama-server's)"]
+    return lines
 
 
 if __name__ == "__main__":
