@@ -6,8 +6,9 @@ Workload: each client sends `--requests` completions one after another, each a 3
 (`--parallel K`, `-np K`) and the same threads; sides alternate K by K (reelrt, llama-server,
 reelrt, ... with the order flipped each round). Per side and K: aggregate tokens/s (all
 tokens over the wall time of the round), time to first token and inter-token gaps (p50, p99
-over all clients' events). A single in-process `TextGenerator.stream_ids` run gives the
-baseline that the server's K=1 overhead is measured against.
+over all clients' events). In-process `TextGenerator.stream_ids` on client 0's requests,
+interleaved with the sides of the first K, is the baseline the server's overhead is measured
+against.
 
 llama-server runs GGUF q4_0 made from the bundle's own source weights by the converter of the
 llama.cpp source it was built from (REELRT_LLAMA_CPP_SRC) and that build's llama-quantize.
@@ -32,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from reelrt.bench.gpt2 import NEW_TOKENS, PROMPT_TOKENS, _source, gguf_file
+from reelrt.bench.gpt2 import PROMPT_TOKENS, _source, gguf_file, new_tokens
 from reelrt.bench.harness import percentile
 from reelrt.runtime import load, open_bundle
 
@@ -43,9 +44,9 @@ def prompts(client: int, count: int, vocab: int) -> list[list[int]]:
     return [[int(t) for t in rng.integers(1, vocab, PROMPT_TOKENS)] for _ in range(count)]
 
 
-def one_stream(port: int, model: str, ids: list[int]) -> dict:
+def one_stream(port: int, model: str, ids: list[int], new: int) -> dict:
     """One streamed completion: (send time, event times, tokens)."""
-    body = json.dumps({"model": model, "prompt": ids, "max_tokens": NEW_TOKENS, "temperature": 0, "stream": True,
+    body = json.dumps({"model": model, "prompt": ids, "max_tokens": new, "temperature": 0, "stream": True,
                        "ignore_eos": True})
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
     sent = time.perf_counter()
@@ -68,7 +69,7 @@ def one_stream(port: int, model: str, ids: list[int]) -> dict:
     return {"sent": sent, "stamps": stamps}
 
 
-def load_round(port: int, model: str, clients: int, requests: int, vocab: int) -> dict:
+def load_round(port: int, model: str, clients: int, requests: int, vocab: int, new: int) -> dict:
     """K clients, each sending its requests in turn; the round's figures."""
     results: list[list[dict]] = [[] for _ in range(clients)]
     errors: list[str] = []
@@ -76,7 +77,7 @@ def load_round(port: int, model: str, clients: int, requests: int, vocab: int) -
     def client(c: int) -> None:
         try:
             for ids in prompts(c, requests, vocab):
-                results[c].append(one_stream(port, model, ids))
+                results[c].append(one_stream(port, model, ids, new))
         except Exception as e:  # reported with the round, never silently dropped
             errors.append(f"{type(e).__name__}: {e}")
     threads = [threading.Thread(target=client, args=(c,)) for c in range(clients)]
@@ -91,7 +92,7 @@ def load_round(port: int, model: str, clients: int, requests: int, vocab: int) -
     runs = [r for rs in results for r in rs]
     ttft = sorted((r["stamps"][0] - r["sent"]) * 1e3 for r in runs)
     gaps = sorted(g * 1e3 for r in runs for g in np.diff(r["stamps"]))
-    tokens = clients * requests * NEW_TOKENS
+    tokens = clients * requests * new
     return {"clients": clients, "tokens_per_s": tokens / wall, "ttft_p50_ms": statistics.median(ttft),
             "ttft_p99_ms": percentile(ttft, 99), "itl_p50_ms": statistics.median(gaps),
             "itl_p99_ms": percentile(gaps, 99), "events_per_request": len(gaps) / len(runs) + 1, "wall_s": wall}
@@ -134,8 +135,8 @@ def reelrt_cmd(bundle: str, port: int, clients: int, threads: int, spin: bool, p
             "--prefill-chunk", str(prefill_chunk)]
 
 
-def llama_cmd(binary: str, gguf: Path, port: int, clients: int, threads: int) -> list[str]:
-    context = clients * (PROMPT_TOKENS + NEW_TOKENS + 16)
+def llama_cmd(binary: str, gguf: Path, port: int, clients: int, threads: int, new: int) -> list[str]:
+    context = clients * (PROMPT_TOKENS + new + 16)
     return [binary, "-m", str(gguf), "--port", str(port), "--host", "127.0.0.1", "-t", str(threads), "-tb",
             str(threads), "-np", str(clients), "-cb", "-c", str(context), "--alias", "model", "--no-webui"]
 
@@ -154,15 +155,11 @@ def q4_0_gguf(bundle: str, quantize_binary: str) -> Path:
     return out
 
 
-def in_process(bundle: str, threads: int, spin: bool, runs: int, vocab: int) -> dict:
-    """One stream without the server: TextGenerator.stream_ids, median of `runs`."""
-    gen = load(bundle, threads=threads, spin=spin)
-    rates = []
-    for ids in prompts(0, runs, vocab):
-        start = time.perf_counter()
-        n = sum(1 for _ in gen.stream_ids(ids, NEW_TOKENS, stop_token_ids=()))
-        rates.append(n / (time.perf_counter() - start))
-    return {"tokens_per_s": statistics.median(rates)}
+def in_process(gen, requests: int, vocab: int, new: int) -> dict:
+    """Client 0's requests without the server: TextGenerator.stream_ids, one after another."""
+    start = time.perf_counter()
+    n = sum(1 for ids in prompts(0, requests, vocab) for _ in gen.stream_ids(ids, new, stop_token_ids=()))
+    return {"tokens_per_s": n / (time.perf_counter() - start)}
 
 
 def free_port() -> int:
@@ -186,29 +183,37 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", help="write the results here")
     args = p.parse_args(argv)
     ks = [int(k) for k in args.clients.split(",")]
-    vocab = load(args.bundle, threads=1).text_vocab
+    gen = load(args.bundle, threads=args.threads, spin=args.spin)  # the in-process baseline
+    vocab, baseline = gen.text_vocab, []
+    new = new_tokens(gen.bundle)  # 128, or what the model's context holds after the prompt
     sides = ["reelrt"]
     gguf = None
     if args.llama_server:
         gguf = q4_0_gguf(args.bundle, str(Path(args.llama_server).with_name("llama-quantize")))
         sides.append("llama-server")
     rows: dict[str, dict[int, list[dict]]] = {s: {k: [] for k in ks} for s in sides}
-    baseline = in_process(args.bundle, args.threads, args.spin, 5, vocab)
     for r in range(args.rounds):
         for i, k in enumerate(ks):
             order = sides if (r + i) % 2 == 0 else sides[::-1]
+            if k == ks[0]:  # the in-process baseline takes its turn among the sides of the first K
+                order = [*order, "in-process"] if r % 2 == 0 else ["in-process", *order]
             for side in order:
+                if side == "in-process":
+                    in_process(gen, 1, vocab, new)  # warm-up, as the servers get
+                    baseline.append(in_process(gen, args.requests, vocab, new))
+                    continue
                 port = free_port()
                 if side == "reelrt":
                     cmd, ready = reelrt_cmd(args.bundle, port, k, args.threads, args.spin, args.prefill_chunk), "/v2/health/ready"
                 else:
-                    cmd, ready = llama_cmd(args.llama_server, gguf, port, k, args.threads), "/health"
+                    cmd, ready = llama_cmd(args.llama_server, gguf, port, k, args.threads, new), "/health"
                 with server(cmd, port, ready):
-                    load_round(port, "model", k, 1, vocab)  # warm-up
-                    rows[side][k].append(load_round(port, "model", k, args.requests, vocab))
+                    load_round(port, "model", k, 1, vocab, new)  # warm-up
+                    rows[side][k].append(load_round(port, "model", k, args.requests, vocab, new))
                     print(side, k, rows[side][k][-1], flush=True)
     report = {"bundle": args.bundle, "gguf": str(gguf) if gguf else None, "threads": args.threads,
-              "requests_per_client": args.requests, "spin": args.spin, "prefill_chunk": args.prefill_chunk, "in_process": baseline, "load": os.getloadavg(),
+              "requests_per_client": args.requests, "new_tokens": new, "spin": args.spin, "prefill_chunk": args.prefill_chunk,
+              "in_process": _median(baseline), "load": os.getloadavg(),
               "results": {s: {k: _median(v) for k, v in by_k.items()} for s, by_k in rows.items()}}
     print(table(report))
     if args.json:

@@ -33,3 +33,15 @@ def test_batch_step_times_each_row_count_and_attributes_the_step(gpt2_tiny_bundl
     assert set(report["profile_one_thread_ms"]) == {"1", "3"}
     assert "GroupQueryAttention" in report["profile_one_thread_ms"]["3"]
     assert "| 3 |" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_serving_bench_runs_a_server_and_the_in_process_baseline(gpt2_tiny_bundle, tmp_path, capsys):
+    from reelrt.bench.serving import main
+    out = tmp_path / "serving.json"
+    assert main([str(gpt2_tiny_bundle), "--clients", "1,2", "--requests", "1", "--threads", "1", "--no-spin",
+                 "--json", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert set(report["results"]["reelrt"]) == {"1", "2"} and report["in_process"]["tokens_per_s"] > 0
+    # one event per token whose text is complete: a token holding part of a character waits for the next
+    assert 0.5 * report["new_tokens"] < report["results"]["reelrt"]["2"]["events_per_request"] <= report["new_tokens"]
