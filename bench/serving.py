@@ -30,6 +30,7 @@ import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -69,6 +70,17 @@ def one_stream(port: int, model: str, ids: list[int], new: int) -> dict:
     return {"sent": sent, "stamps": stamps}
 
 
+def run_clients(count: int, client: Callable[[int], None]) -> float:
+    """client(0) .. client(count - 1), each on its own thread; seconds until the last is done."""
+    threads = [threading.Thread(target=client, args=(c,)) for c in range(count)]
+    start = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return time.perf_counter() - start
+
+
 def load_round(port: int, model: str, clients: int, requests: int, vocab: int, new: int) -> dict:
     """K clients, each sending its requests in turn; the round's figures."""
     results: list[list[dict]] = [[] for _ in range(clients)]
@@ -80,13 +92,7 @@ def load_round(port: int, model: str, clients: int, requests: int, vocab: int, n
                 results[c].append(one_stream(port, model, ids, new))
         except Exception as e:  # reported with the round, never silently dropped
             errors.append(f"{type(e).__name__}: {e}")
-    threads = [threading.Thread(target=client, args=(c,)) for c in range(clients)]
-    start = time.perf_counter()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    wall = time.perf_counter() - start
+    wall = run_clients(clients, client)
     if errors:
         raise RuntimeError(f"{len(errors)} clients failed: {errors[0]}")
     runs = [r for rs in results for r in rs]

@@ -13,11 +13,11 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import threading
 import time
 
 import numpy as np
 
+from reelrt.bench.serving import run_clients
 from reelrt.runtime import load
 from reelrt.runtime.tasks.generation.slots import SlotGenerator
 
@@ -34,13 +34,7 @@ def one_round(gen, clients: int, chunk: int) -> dict[str, float]:
             ids = [int(t) for t in rng.integers(1, gen.text_vocab, PROMPT)]
             sent = time.perf_counter()
             streams.append((sent, [time.perf_counter() for _ in slots.stream_ids(ids, NEW, stop_token_ids=())]))
-    threads = [threading.Thread(target=client, args=(c,)) for c in range(clients)]
-    start = time.perf_counter()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    wall = time.perf_counter() - start
+    wall = run_clients(clients, client)
     slots.close()
     gaps = np.concatenate([np.diff(stamps) for _, stamps in streams]) * 1e3
     first = np.array([(stamps[0] - sent) * 1e3 for sent, stamps in streams])
