@@ -52,15 +52,13 @@ def step_ms(decoder: KVDecoder, rows: int, context: int, steps: int) -> float:
 def by_operator(bundle: str, rows: int, context: int, steps: int) -> dict[str, float]:
     """ms per step by operator type, from ONNX Runtime's profiler on one thread (median per node)."""
     b = open_bundle(bundle)
-    x = b.manifest.extra
     with tempfile.TemporaryDirectory() as tmp:
         options = ort.SessionOptions()
         options.intra_op_num_threads = 1
         options.enable_profiling = True
         options.profile_file_prefix = str(Path(tmp) / "step")
         session = ort.InferenceSession(str(b.path(b.manifest.model)), options, providers=["CPUExecutionProvider"])
-        decoder = KVDecoder(session, int(x["n_layer"]), int(x["n_head"]), int(x["head_dim"]), int(x["max_context"]),
-                            int(x["vocab_size"]))
+        decoder = KVDecoder.from_facts(session, b.manifest.extra)
         fill(decoder, rows, context)
         tokens = np.full(rows, 5, np.int64)
         for _ in range(steps):

@@ -5,9 +5,10 @@
 The loop thread is pinned to one CPU (os.sched_setaffinity). At each frame's start it submits
 the last frame to the classifier (`submit()`, never waiting) when the previous answer has
 arrived, then does a fixed amount of native "render" work (numpy ufuncs, which release the GIL
-as engine code would not need it) while the model runs, and sleeps to the next 16.7 ms vsync. The classifier keeps the default placement
-and one thread per CPU (`--threads`), so its pool threads share the loop's CPU, as an
-embedded runtime's would unless the host pins them elsewhere (`affinity=`). Reported:
+as engine code would not need it) while the model runs, and sleeps to the next 16.7 ms vsync.
+The classifier keeps the default placement and one thread per CPU (`--threads`), so its pool
+threads share the loop's CPU, as an embedded runtime's would unless the host pins them
+elsewhere (`affinity=`). Reported:
 
 - frame time: the loop's work from the frame's start to its end (submit plus render work);
   p50/p99 over all frames, against the loop alone;
@@ -151,7 +152,8 @@ def summarize(results: dict[str, dict[str, list[float]]]) -> dict[str, dict[str,
     alone = statistics.median(results["loop alone"]["frame_ms"])
     for name, r in results.items():
         lat = r["latency_ms"]
-        out[name] = {"frame_p50_ms": statistics.median(r["frame_ms"]), "frame_p99_ms": percentile(sorted(r["frame_ms"]), 99),
+        out[name] = {"frame_p50_ms": statistics.median(r["frame_ms"]),
+                     "frame_p99_ms": percentile(sorted(r["frame_ms"]), 99),
                      "frame_p50_vs_alone": statistics.median(r["frame_ms"]) / alone,
                      "missed_vsync": sum(f > FRAME_S * 1e3 for f in r["frame_ms"]) / len(r["frame_ms"]),
                      "latency_p50_ms": statistics.median(lat) if lat else None,

@@ -57,14 +57,11 @@ def systems(bundles: list[Bundle], peers: set[str] | None, threads: int) -> tupl
     """reelrt rows for each bundle, then the peers once per distinct source of weights."""
     rows: list[System] = []
     skipped: dict[str, str] = {}
-    sources: dict[str, dict] = {}
-    lengths: dict[str, int] = {}
+    sources: dict[str, tuple[dict, int]] = {}  # workload -> (where the peers get the weights, new tokens)
     for bundle in bundles:
         m = bundle.manifest
-        source = _source(bundle)
-        workload = _workload(bundle)
-        sources.setdefault(workload, source)
-        new = lengths[workload] = new_tokens(bundle)
+        workload, new = _workload(bundle), new_tokens(bundle)
+        sources.setdefault(workload, (_source(bundle), new))
         rows.append(System(f"reelrt {m.precision}", workload, "reelrt.bench.gpt2:reelrt_generation",
                            {"bundle": str(bundle.root), "threads": threads, "new_tokens": new}, is_reelrt=True,
                            size_bytes=sum(a.size for p, a in m.artifacts.items() if p.startswith(m.model)),
@@ -82,20 +79,20 @@ def systems(bundles: list[Bundle], peers: set[str] | None, threads: int) -> tupl
                                "reelrt.bench.gpt2:genai_generation",
                                {"bundle": str(bundle.root), "threads": threads, "new_tokens": new_tokens(bundle)},
                                size_bytes=next(r.size_bytes for r in rows if r.kwargs["bundle"] == str(bundle.root))))
-    for workload, source in sources.items():
+    for workload, (source, new) in sources.items():
         if source.get("unavailable"):
             skipped.update({p: source["unavailable"] for p in wanted})
             continue
         if "pytorch" in wanted:
             rows.append(System("pytorch eager generate", workload, "reelrt.bench.gpt2:pytorch_generation",
-                               {"source": source, "threads": threads, "new_tokens": lengths[workload]}))
+                               {"source": source, "threads": threads, "new_tokens": new}))
         if "optimum" in wanted:
             reason = _missing("optimum.onnxruntime")
             if reason:
                 skipped["optimum"] = reason
             else:
                 rows.append(System("optimum ORTModelForCausalLM fp32", workload, "reelrt.bench.gpt2:optimum_generation",
-                                   {"source": source, "threads": threads, "new_tokens": lengths[workload]}))
+                                   {"source": source, "threads": threads, "new_tokens": new}))
         if "llama.cpp" in wanted:
             reason = _missing("llama_cpp") or _converter_missing()
             if reason:
@@ -108,7 +105,7 @@ def systems(bundles: list[Bundle], peers: set[str] | None, threads: int) -> tupl
                     skipped["llama.cpp"] = f"GGUF conversion failed: {e}"
                     break
                 rows.append(System(f"llama.cpp {quant}", workload, "reelrt.bench.gpt2:llama_generation",
-                                   {"gguf": str(gguf), "threads": threads, "new_tokens": lengths[workload]},
+                                   {"gguf": str(gguf), "threads": threads, "new_tokens": new},
                                    size_bytes=gguf.stat().st_size))
     return rows, skipped
 

@@ -210,7 +210,8 @@ def main(argv: list[str] | None = None) -> int:
                     continue
                 port = free_port()
                 if side == "reelrt":
-                    cmd, ready = reelrt_cmd(args.bundle, port, k, args.threads, args.spin, args.prefill_chunk), "/v2/health/ready"
+                    cmd = reelrt_cmd(args.bundle, port, k, args.threads, args.spin, args.prefill_chunk)
+                    ready = "/v2/health/ready"
                 else:
                     cmd, ready = llama_cmd(args.llama_server, gguf, port, k, args.threads, new), "/health"
                 with server(cmd, port, ready):
@@ -218,9 +219,9 @@ def main(argv: list[str] | None = None) -> int:
                     rows[side][k].append(load_round(port, "model", k, args.requests, vocab, new))
                     print(side, k, rows[side][k][-1], flush=True)
     report = {"bundle": args.bundle, "gguf": str(gguf) if gguf else None, "threads": args.threads,
-              "requests_per_client": args.requests, "new_tokens": new, "spin": args.spin, "prefill_chunk": args.prefill_chunk,
-              "in_process": _median(baseline), "load": os.getloadavg(),
-              "results": {s: {k: _median(v) for k, v in by_k.items()} for s, by_k in rows.items()}}
+              "requests_per_client": args.requests, "new_tokens": new, "spin": args.spin,
+              "prefill_chunk": args.prefill_chunk, "in_process": _median(baseline), "load": os.getloadavg(),
+              "results": {s: {str(k): _median(v) for k, v in by_k.items()} for s, by_k in rows.items()}}
     print(table(report))
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2))
@@ -245,9 +246,8 @@ def table(report: dict) -> str:
 def targets(report: dict) -> list[str]:
     """The serving targets, as ratios within this run: 8 streams against one, against llama-server,
     inter-token p99 against one stream's, first token against llama-server's, HTTP against in-process."""
-    ours = report["results"]["reelrt"]
-    peer = report["results"].get("llama-server", {})
-    one, eight = ours.get(1) or ours.get("1"), ours.get(8) or ours.get("8")
+    ours, peer = report["results"]["reelrt"], report["results"].get("llama-server", {})
+    one, eight = ours.get("1"), ours.get("8")  # K as JSON keys: strings, as the report is written
     if one is None or eight is None:
         return []
     lines = ["", f"K=8 over K=1: {eight['tokens_per_s'] / one['tokens_per_s']:.2f}x aggregate tokens/s (target 2.5x)",
@@ -255,7 +255,7 @@ def targets(report: dict) -> list[str]:
              f" over K=1's p50: {eight['itl_p99_ms'] / one['itl_p50_ms']:.2f}x (target under 4x)",
              f"K=1 through HTTP over in-process: {one['tokens_per_s'] / report['in_process']['tokens_per_s']:.3f}"
              " (target within 10%)"]
-    theirs = peer.get(8) or peer.get("8")
+    theirs = peer.get("8")
     if theirs:
         lines += [f"K=8 over llama-server K=8: {eight['tokens_per_s'] / theirs['tokens_per_s']:.2f}x (target 1.5x)",
                   f"K=8 first token, reelrt / llama-server: p50 {eight['ttft_p50_ms']:.0f} / {theirs['ttft_p50_ms']:.0f} ms,"

@@ -130,7 +130,7 @@ def open_decoder(model_path: Path, facts: dict, threads: int | None = None):
     options.intra_op_num_threads = threads or physical_cores()
     options.log_severity_level = 3
     session = ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
-    return KVDecoder(session, facts["n_layer"], facts["n_head"], facts["head_dim"], facts["max_context"], facts["vocab_size"])
+    return KVDecoder.from_facts(session, facts)
 
 
 def validate(model, model_path: Path, facts: dict, prompt: list[int], random_weights: bool,

@@ -145,9 +145,7 @@ def timed_step(bundle: Bundle, backend: Backend, feeds: dict[str, np.ndarray]) -
     session = getattr(backend, "session", None)
     if session is None:
         raise BackendUnavailableError(f"{backend.name} has no ONNX Runtime session to bind the cache to")
-    x = bundle.manifest.extra
-    decoder = KVDecoder(session, int(x["n_layer"]), int(x["n_head"]), int(x["head_dim"]), int(x["max_context"]),
-                        int(x["vocab_size"]))
+    decoder = KVDecoder.from_facts(session, bundle.manifest.extra)
     prompt = reference_prompt(bundle)
     decoder.start(1)
     decoder.prefill(0, prompt)

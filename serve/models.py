@@ -9,7 +9,7 @@ from typing import Any
 
 from reelrt.runtime import load
 from reelrt.runtime.errors import InputError
-from reelrt.runtime.tasks.generation.slots import SlotGenerator
+from reelrt.runtime.tasks.generation.slots import PREFILL_CHUNK, SlotGenerator
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
@@ -18,7 +18,7 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 class Options:
     """How a server runs its bundles and what it accepts from a request."""
     parallel: int = 4                  # generation slots per generation bundle
-    prefill_chunk: int = 16            # prompt tokens run per decode step while other slots decode
+    prefill_chunk: int = PREFILL_CHUNK  # prompt tokens run per decode step while other slots decode
     threads: int | None = None         # intra-op threads per bundle (None: the runtime's default)
     spin: bool = False                 # idle worker threads busy-wait between runs (a core of their own)
     max_waiting: int = 64              # requests waiting for a slot (per bundle) before 429

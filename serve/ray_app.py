@@ -46,9 +46,13 @@ def deployment(targets: dict[str, str], options: Options, replicas: int = 1):
 
 
 def app(args: dict[str, str]):
-    """`serve run reelrt.serve.ray_app:app bundles=NAME=PATH,... replicas=N parallel=N threads=N spin=1`."""
+    """`serve run reelrt.serve.ray_app:app bundles=NAME=PATH,... replicas=N parallel=N prefill_chunk=N
+    threads=N spin=1`."""
     targets = parse_targets([t for t in args.get("bundles", "").split(",") if t])
-    options = Options(parallel=int(args.get("parallel", 4)), api_key=args.get("api_key") or None,
+    defaults = Options()
+    options = Options(parallel=int(args.get("parallel", defaults.parallel)),
+                      prefill_chunk=int(args.get("prefill_chunk", defaults.prefill_chunk)),
+                      api_key=args.get("api_key") or None,
                       threads=int(args["threads"]) if "threads" in args else None,
                       spin=args.get("spin", "0").lower() in ("1", "true", "yes"))
     return deployment(targets, options, int(args.get("replicas", 1)))

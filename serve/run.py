@@ -18,8 +18,8 @@ def options_from(args: argparse.Namespace) -> Options:
             raise InputError(f"--{name.replace('_', '-')} must be at least 1")
     if args.timeout <= 0:
         raise InputError("--timeout must be positive")
-    return Options(parallel=args.parallel, prefill_chunk=args.prefill_chunk, threads=args.threads, spin=args.spin, max_waiting=args.max_waiting,
-                   max_body_bytes=args.max_body_bytes, max_prompt_tokens=args.max_prompt_tokens,
+    return Options(parallel=args.parallel, prefill_chunk=args.prefill_chunk, threads=args.threads, spin=args.spin,
+                   max_waiting=args.max_waiting, max_body_bytes=args.max_body_bytes, max_prompt_tokens=args.max_prompt_tokens,
                    max_tokens=args.max_tokens, max_image_pixels=args.max_image_pixels, timeout_s=args.timeout,
                    api_key=api_key)
 

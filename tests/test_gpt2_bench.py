@@ -31,8 +31,9 @@ def test_the_floor_counts_the_weights_streamed_and_the_cache_read(gpt2_tiny_bund
     cache = 2 * x["n_layer"] * x["n_embd"] * 4  # float32 keys and values of one token in every layer
     assert bench.bytes_per_token(m, 0) == x["weight_bytes_per_token"] > 0
     assert bench.bytes_per_token(m, 96) - bench.bytes_per_token(m, 0) == 96 * cache
-    rows, _ = bench.systems([open_bundle(gpt2_tiny_bundle)], set(), threads=1)
-    assert rows[0].bytes_per_token == bench.bytes_per_token(m, bench.mean_context(bench.new_tokens(open_bundle(gpt2_tiny_bundle))))
+    bundle = open_bundle(gpt2_tiny_bundle)
+    rows, _ = bench.systems([bundle], set(), threads=1)
+    assert rows[0].bytes_per_token == bench.bytes_per_token(m, bench.mean_context(bench.new_tokens(bundle)))
 
 
 def test_pytorch_peer_generates_what_reelrt_generates(gpt2_tiny_bundle):

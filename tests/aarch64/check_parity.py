@@ -14,7 +14,7 @@ import numpy as np
 
 from parity import IMAGE_BUNDLES, answers, compare, precisions
 
-FOLDER = Path(os.environ.get("REELRT_TEST_BUNDLES", "."))
+FOLDER = Path(os.environ["REELRT_TEST_BUNDLES"])  # set by tests/aarch64/run.sh
 
 # In a fresh interpreter where `import cv2` fails, as in `pip install reelrt` without the images extra
 _WITHOUT_OPENCV = """

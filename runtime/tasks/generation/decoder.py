@@ -21,6 +21,8 @@ run all rows together, each row at its own length.
 """
 from __future__ import annotations
 
+from typing import Mapping
+
 import numpy as np
 import onnxruntime as ort
 
@@ -45,6 +47,11 @@ class KVDecoder:
         self.lengths = np.zeros(0, np.int64)
         self._reserve(1)
         self.active = 1
+
+    @classmethod
+    def from_facts(cls, session: ort.InferenceSession, facts: Mapping) -> KVDecoder:
+        """A decoder sized by a GPT-2 bundle's facts (manifest.extra, or export's before the write)."""
+        return cls(session, *(int(facts[k]) for k in ("n_layer", "n_head", "head_dim", "max_context", "vocab_size")))
 
     def _reserve(self, rows: int) -> None:
         """Allocate the cache for `rows` sequences (kept for later calls)."""

@@ -33,6 +33,9 @@ from reelrt.runtime.tasks.generation.generator import TextGenerator, TextPieces,
 from reelrt.runtime.tasks.generation.sampling import next_token
 
 
+PREFILL_CHUNK = 16  # prompt tokens run per step while others decode (bench/RESULTS.md, "Serving": the trade)
+
+
 class QueueFullError(ReelrtError):
     """Every slot is busy and the waiting line is full: try again shortly."""
 
@@ -86,7 +89,8 @@ class _Slot:
 class SlotGenerator:
     """N slots over one TextGenerator's decoder, fed from a bounded waiting line."""
 
-    def __init__(self, generator: TextGenerator, slots: int = 4, max_waiting: int = 64, prefill_chunk: int = 16):
+    def __init__(self, generator: TextGenerator, slots: int = 4, max_waiting: int = 64,
+                 prefill_chunk: int = PREFILL_CHUNK):
         if not isinstance(slots, int) or slots < 1:
             raise InputError(f"slots must be a positive int, not {slots!r}")
         if not isinstance(prefill_chunk, int) or prefill_chunk < 1:
