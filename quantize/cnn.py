@@ -3,7 +3,11 @@
 Defaults were measured on this machine (2-core AMD EPYC, AVX-512 VNNI, ONNX Runtime 1.32;
 see README "CNN"): QDQ with uint8 activations and per-channel int8 weights is the fastest
 ONNX Runtime build, while int8 activations fall off ONNX Runtime's fast
-path and run slower than fp32. QDQ rather than QOperator also serves OpenVINO and
+path and run slower than fp32. The weights keep 7 bits (REDUCE_RANGE): on x86 CPUs without
+VNNI (AVX2 or AVX-512 alone: consoles' Zen 2) ONNX Runtime's uint8 x int8 kernels add pairs
+of products into int16, which saturates with full-range weights (the digits model fell to
+90% agreement with fp32 there) and is exact with 7-bit ones on every CPU (bench/RESULTS.md,
+"int8 on every CPU class"). QDQ rather than QOperator also serves OpenVINO and
 TensorRT from the same file. Calibration: a folder of images or an .npy array
 (N,H,W,3 uint8 BGR frames or N,C,H,W float32 model inputs); without one, the digits model
 calibrates on its training split and others on the bundle's reference images (say so:
@@ -23,6 +27,8 @@ from reelrt.runtime.errors import InputError
 
 DEFAULT_METHOD = "minmax"
 CALIBRATION_BATCH = 8
+# 7-bit weights: |u8 x s7| pair sums stay within int16, so the integer kernels are exact on every CPU class
+REDUCE_RANGE = True
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
 
 
@@ -36,7 +42,8 @@ def quantize_int8(src: Bundle, out: str | os.PathLike, *, calibration: str | os.
     method = method or DEFAULT_METHOD
     gate = QualityGate(accept_quality_loss)
     pixels, where = calibration_inputs(src, calibration)
-    settings = {"format": "QDQ", "activations": "uint8", "weights": "int8 per-channel", "method": method,
+    settings = {"format": "QDQ", "activations": "uint8", "weights": "int8 per-channel, 7-bit range",
+                "integer_kernels_exact": "every CPU", "method": method,
                 "calibration": where, "calibration_samples": len(pixels)}
     print(f"calibrating on {len(pixels)} inputs from {where} ({method})")
 
@@ -64,7 +71,7 @@ def quantize_static_qdq(src_model: Path, dst_model: Path, pixels: np.ndarray, me
     try:
         quantize_static(str(prepared), str(dst_model), _Reader(input_name, pixels),
                         quant_format=QuantFormat.QDQ if fmt == "QDQ" else QuantFormat.QOperator,
-                        per_channel=per_channel, weight_type=QuantType.QInt8,
+                        per_channel=per_channel, weight_type=QuantType.QInt8, reduce_range=REDUCE_RANGE,
                         activation_type=QuantType.QUInt8 if activation == "uint8" else QuantType.QInt8,
                         calibrate_method=methods[method],
                         extra_options={"CalibMovingAverage": False, "CalibPercentile": 99.999})

@@ -12,7 +12,8 @@ import os
 from typing import TYPE_CHECKING, Sequence
 
 from reelrt.runtime.bundle import Bundle, Verify, open_bundle, verify_bundle
-from reelrt.runtime.errors import BackendUnavailableError, BundleError, InputError, ReelrtError, ValidationError
+from reelrt.runtime.errors import (BackendUnavailableError, BundleError, DeviceCheckError, InputError, ReelrtError,
+                                   ValidationError)
 
 if TYPE_CHECKING:
     from reelrt.runtime.tasks.model import Model
@@ -20,7 +21,7 @@ if TYPE_CHECKING:
 
 def load(path: str | os.PathLike, device: str = "auto", threads: int | None = None, verify: Verify = "auto", *,
          spin: bool = False, affinity: Sequence[int] | None = None,
-         trusted_keys: Sequence[str | os.PathLike | bytes] | None = None) -> Model:
+         trusted_keys: Sequence[str | os.PathLike | bytes] | None = None, device_check: bool = True) -> Model:
     """Verify the bundle at `path` and return the task object its manifest names.
 
     device: "auto" (the compiled choice, CUDA when present, else CPU), "cpu" or "cuda".
@@ -31,11 +32,27 @@ def load(path: str | os.PathLike, device: str = "auto", threads: int | None = No
     affinity: CPU ids the worker threads may run on (Linux); None lets the OS place them.
     trusted_keys: ed25519 public keys (files or PEM bytes); when given, the bundle must carry
       a signature by one of them over its manifest (`reelrt sign`), else BundleError.
+    device_check: before the first answer, run the bundle's reference set on this device once per
+      CPU class (cached) and raise DeviceCheckError if the answers are wrong here (runtime/device_check.py);
+      False skips it.
     """
     from reelrt.runtime.backends.session import ThreadPolicy  # imports onnxruntime: only when loading
     policy = ThreadPolicy(threads, spin, None if affinity is None else tuple(affinity))
-    bundle = open_bundle(path, verify=verify, trusted_keys=trusted_keys)
-    return task_class(bundle.manifest.task)(bundle, device=device, threads=policy)
+    return open_task(open_bundle(path, verify=verify, trusted_keys=trusted_keys), device, policy, device_check)
+
+
+def open_task(bundle: Bundle, device: str = "auto", threads=None, device_check: bool = True) -> Model:
+    """The task object for an opened bundle, checked on this device first unless device_check
+    is False (load's second half; the command line uses it on the bundle it opened)."""
+    model = task_class(bundle.manifest.task)(bundle, device=device, threads=threads)
+    if device_check:
+        from reelrt.runtime.device_check import check_device
+        try:
+            check_device(bundle, model.backend)
+        except BaseException:
+            model.close()
+            raise
+    return model
 
 
 def task_class(task: str) -> type[Model]:
@@ -67,6 +84,7 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'reelrt.runtime' has no attribute {name!r}")
 
 
-__all__ = ["load", "open_bundle", "verify_bundle", "Bundle", "Model", "ImageClassifier", "TextClassifier",
+__all__ = ["load", "open_task", "open_bundle", "verify_bundle", "Bundle", "Model", "ImageClassifier", "TextClassifier",
            "TextGenerator", "ReelrtError", "BundleError", "InputError", "BackendUnavailableError", "ValidationError",
+           "DeviceCheckError",
            "BackendFallbackWarning"]

@@ -97,7 +97,7 @@ INPUTS = {"image-classification": ("image", "--image", "images: pass --image FIL
 
 
 def run(args: argparse.Namespace) -> int:
-    from reelrt.runtime import open_bundle, task_class
+    from reelrt.runtime import open_bundle, open_task
     from reelrt.runtime.backends.session import ThreadPolicy
     bundle = open_bundle(args.bundle, trusted_keys=args.key)
     task = bundle.manifest.task
@@ -105,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
     if task == "text-generation":
         _refuse(args, [(a, f) for a, f, *_ in INPUTS.values()], "not for this bundle, which generates text (pass --prompt)")
         _refuse_sampling_under_greedy(args, bundle.manifest.generation)
-        return _generate(task_class(task)(bundle, device=args.device, threads=threads), args)
+        return _generate(open_task(bundle, args.device, threads), args)
     attr, flag, hint, top_k = INPUTS[task]
     other_input = [(a, f) for a, f, *_ in INPUTS.values() if a != attr]
     generation_only = [option for option in GENERATION if option[0] != "top_k"]  # --top-k counts classes here
@@ -114,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
     if not items:
         from reelrt.runtime.errors import InputError
         raise InputError(f"this bundle classifies {hint}")
-    model = task_class(task)(bundle, device=args.device, threads=threads)
+    model = open_task(bundle, args.device, threads)
     for item, result in zip(items, model.classify(items, top_k=args.top_k or top_k)):
         print(item)
         for label, prob in result:

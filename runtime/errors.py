@@ -24,3 +24,8 @@ class BackendUnavailableError(ReelrtError):
 
 class ValidationError(ReelrtError):
     """An exported, quantized or compiled graph disagrees with its reference beyond tolerance."""
+
+
+class DeviceCheckError(ValidationError):
+    """The bundle's reference set, run on this device, is out of tolerance: this CPU computes the
+    graph wrongly (say, int8 kernels that saturate). Compile the bundle here or ship another precision."""

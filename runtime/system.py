@@ -39,6 +39,27 @@ def cpu_flags(path: str = "/proc/cpuinfo") -> set[str]:
     return set((info.get("flags") or info.get("Features", "")).split())
 
 
+@functools.lru_cache(maxsize=1)
+def cpu_features() -> tuple[str, ...]:
+    """The instruction-set extensions this CPU reports to its own instructions (CPUID on x86, the
+    hardware capabilities on ARM), as numpy's dispatcher detected them: AVX2, AVX512VNNI, ASIMDDP...
+
+    Unlike /proc/cpuinfo this is what the code that runs sees, emulators included, so it is the
+    part of the CPU that decides which integer kernels ONNX Runtime takes."""
+    try:
+        from numpy._core._multiarray_umath import __cpu_features__ as features
+    except ImportError:  # numpy < 2
+        from numpy.core._multiarray_umath import __cpu_features__ as features
+    return tuple(sorted(name for name, present in features.items() if present))
+
+
+def cpu_signature() -> str:
+    """A short key for this CPU class: the machine and its instruction-set extensions."""
+    import hashlib
+    text = platform.machine() + ":" + " ".join(cpu_features())
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
 def library_versions(distributions: Iterable[str]) -> dict[str, str]:
     """Installed versions of the named distributions; those not installed are left out."""
     found = {}

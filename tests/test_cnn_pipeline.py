@@ -12,7 +12,7 @@ import torch
 
 from reelrt.cli import main
 from reelrt.models.digits import digits_split
-from reelrt.runtime import InputError, load, open_bundle
+from reelrt.runtime import InputError, ValidationError, load, open_bundle
 from reelrt.runtime.backends import BackendFallbackWarning
 from reelrt.runtime.compile import MIN_GAIN, compile_cpu, write_target
 from reelrt.runtime.validation import tolerance_for
@@ -110,12 +110,12 @@ def test_compile_records_a_measured_choice_that_load_uses(digits, tmp_path):
     # the fastest within budget, where a backend other than ONNX Runtime must win by MIN_GAIN
     best = min((c for c in measured if c["within_budget"]),
                key=lambda c: c["latency_ms"] * (1 if c["backend"] == "onnxruntime" else 1 + MIN_GAIN))
-    assert (target["backend"], target["inference_precision"]) == (best["backend"], best["inference_precision"])
+    key = lambda c: (c["backend"], c["inference_precision"], c["graph_optimization"])
+    assert key(target) == key(best)
     clf = load(out, device="cpu")
     assert clf.backend.name.startswith(target["backend"])
     expected = load(int8, device="cpu").logits(list(frames[:8]))
-    chosen = next(c for c in target["candidates"] if (c["backend"], c["inference_precision"])
-                  == (target["backend"], target["inference_precision"]))
+    chosen = next(c for c in target["candidates"] if key(c) == key(target))
     tolerance = tolerance_for(chosen["tolerance_precision"]).max_relative_diff
     np.testing.assert_allclose(clf.logits(list(frames[:8])), expected, atol=tolerance * np.ptp(expected))
 
@@ -133,12 +133,49 @@ def test_compile_never_picks_a_fast_build_outside_the_budget(digits, tmp_path, m
 
     real_opener = compile_module.opener
     monkeypatch.setattr(compile_module, "opener", lambda name: (lambda *a: Wrong()) if name == "wrong" else real_opener(name))
-    monkeypatch.setattr(compile_module, "cpu_candidates", lambda: [compile_module.Candidate("onnxruntime", "f32"),
-                                                                   compile_module.Candidate("wrong", "f32")])
+    monkeypatch.setattr(compile_module, "cpu_candidates", lambda m: [compile_module.Candidate("onnxruntime", "f32"),
+                                                                     compile_module.Candidate("wrong", "f32")])
     out = compile_cpu(fp32, out=tmp_path / "c", seconds=0.1, verbose=False)
     target = open_bundle(out).manifest.target
     assert target["backend"] == "onnxruntime"
     assert [c["within_budget"] for c in target["candidates"]] == [True, False]
+
+
+def test_compile_skips_a_build_that_is_wrong_on_this_cpu(digits, tmp_path, monkeypatch):
+    """Where ONNX Runtime's integer kernels answer wrongly (as they saturate on x86 without VNNI),
+    compile says so and records a build that is right here; with no right build it fails."""
+    _, _, int8, *_ = digits
+    import reelrt.runtime.compile as compile_module
+
+    class Saturating:
+        def __init__(self, inner):
+            self.inner, self.name = inner, inner.name
+            self.input_names, self.output_names = inner.input_names, inner.output_names
+
+        def run(self, feeds):
+            return [out * 1.5 for out in self.inner.run(feeds)]
+
+    real_opener = compile_module.opener
+
+    def opener(name):
+        def open_(bundle, artifact, device, threads, options):
+            backend = real_opener(name)(bundle, artifact, device, threads, options)
+            wrong = name == "onnxruntime" and options["graph_optimization"] == "all"
+            return Saturating(backend) if wrong or name in broken else backend
+        return open_
+    broken = set()
+    monkeypatch.setattr(compile_module, "opener", opener)
+    out = compile_cpu(int8, out=tmp_path / "c", seconds=0.1, verbose=False)
+    target = open_bundle(out).manifest.target
+    first = target["candidates"][0]
+    assert (first["backend"], first["graph_optimization"], first["within_budget"]) == ("onnxruntime", "all", False)
+    assert "out of tolerance" in first["note"]
+    assert (target["backend"], target["graph_optimization"]) != ("onnxruntime", "all")
+    assert load(out, device="cpu").backend.name.startswith(target["backend"])
+    broken.update({"onnxruntime", "openvino"})
+    with pytest.raises(ValidationError, match="no build of this bundle answers within tolerance"):
+        compile_cpu(int8, out=tmp_path / "d", seconds=0.1, verbose=False)
+    assert not (tmp_path / "d").exists()
 
 
 def test_openvino_choice_is_used_and_falls_back_when_missing(digits, tmp_path, monkeypatch):

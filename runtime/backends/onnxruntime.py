@@ -27,5 +27,8 @@ class OrtBackend:
 
 
 def open_onnxruntime(bundle: Bundle, artifact: str, device: str, threads: ThreadPolicy, options: dict) -> OrtBackend:
+    """options: the bundle's target; its "graph_optimization" ("all" by default, "basic": a QDQ
+    graph's quantized parts computed in float) is what `reelrt compile` found right here."""
     art = bundle.manifest.artifacts[artifact]
-    return OrtBackend(create_session(bundle.path(artifact), art.sha256, device=device, threads=threads))
+    return OrtBackend(create_session(bundle.path(artifact), art.sha256, device=device, threads=threads,
+                                     optimization=options.get("graph_optimization", "all")))

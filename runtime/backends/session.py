@@ -21,9 +21,14 @@ import onnxruntime as ort
 
 from reelrt.runtime.bundle.cache import cache_dir
 from reelrt.runtime.errors import BackendUnavailableError, BundleError
-from reelrt.runtime.system import cpu_flags
+from reelrt.runtime.system import cpu_flags, cpu_signature
 
 DEVICES = ("auto", "cpu", "cuda")
+# ONNX Runtime's graph optimisation levels a bundle's target may name. "basic" keeps a QDQ graph's
+# quantize/dequantize pairs in float instead of fusing them into integer kernels: slower, but
+# right on CPUs whose integer kernels are not (reelrt compile records it only after checking).
+OPTIMIZATION_LEVELS = {"all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+                       "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC}
 
 
 @dataclass(frozen=True)
@@ -98,18 +103,22 @@ def providers_for(device: str) -> list[str]:
 
 
 def create_session(model: Path, model_sha256: str, *, device: str = "auto", threads: ThreadPolicy | int | None = None,
-                   optimize_cache: bool = True) -> ort.InferenceSession:
-    """An InferenceSession for a verified model file, reusing a cached optimised graph when present."""
+                   optimize_cache: bool = True, optimization: str = "all") -> ort.InferenceSession:
+    """An InferenceSession for a verified model file, reusing a cached optimised graph when present.
+    optimization: a key of OPTIMIZATION_LEVELS."""
+    if optimization not in OPTIMIZATION_LEVELS:
+        raise BundleError(f"unknown graph optimization {optimization!r}; known: {sorted(OPTIMIZATION_LEVELS)}")
     policy = ThreadPolicy.of(threads)
     providers = providers_for(device)
     options = session_options(policy)
     source = model
-    cached = _optimized_path(model_sha256, providers) if optimize_cache and _has_no_external_data(model) else None
+    cached = (_optimized_path(model_sha256, providers, optimization)
+              if optimize_cache and _has_no_external_data(model) else None)
     if cached is not None and cached.is_file():
         source = cached
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     else:
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.graph_optimization_level = OPTIMIZATION_LEVELS[optimization]
         if cached is not None and _make_dir(cached.parent):
             tmp = cached.with_name(f".{os.getpid()}.{cached.name}")
             options.optimized_model_filepath = str(tmp)
@@ -118,7 +127,8 @@ def create_session(model: Path, model_sha256: str, *, device: str = "auto", thre
     except Exception as e:  # onnxruntime raises its own untyped errors for bad graphs
         if source != model:  # a damaged cache entry: drop it and build from the bundle
             cached.unlink(missing_ok=True)
-            return create_session(model, model_sha256, device=device, threads=policy, optimize_cache=False)
+            return create_session(model, model_sha256, device=device, threads=policy, optimize_cache=False,
+                                  optimization=optimization)
         raise BundleError(f"ONNX Runtime cannot load {model.name}: {e}") from None
     if options.optimized_model_filepath:
         tmp = Path(options.optimized_model_filepath)
@@ -145,8 +155,9 @@ def session_options(policy: ThreadPolicy) -> ort.SessionOptions:
     return options
 
 
-def _optimized_path(model_sha256: str, providers: Sequence[str]) -> Path:
-    key = "|".join([model_sha256, ort.__version__, ",".join(providers), platform.machine(), _cpu_flags_digest()])
+def _optimized_path(model_sha256: str, providers: Sequence[str], optimization: str) -> Path:
+    key = "|".join([model_sha256, ort.__version__, ",".join(providers), platform.machine(), _cpu_flags_digest(),
+                    cpu_signature(), optimization])
     return cache_dir("ort", hashlib.sha256(key.encode()).hexdigest()[:32] + ".onnx")
 
 
