@@ -69,7 +69,7 @@ def quantize_static_qdq(src_model: Path, dst_model: Path, pixels: np.ndarray, me
     prepared = dst_model.with_name("prepared.onnx")
     quant_pre_process(str(src_model), str(prepared), skip_symbolic_shape=True)
     try:
-        quantize_static(str(prepared), str(dst_model), _Reader(input_name, pixels),
+        quantize_static(str(prepared), str(dst_model), _Reader(input_name, pixels, calibration_batch(len(pixels), method)),
                         quant_format=QuantFormat.QDQ if fmt == "QDQ" else QuantFormat.QOperator,
                         per_channel=per_channel, weight_type=QuantType.QInt8, reduce_range=REDUCE_RANGE,
                         activation_type=QuantType.QUInt8 if activation == "uint8" else QuantType.QInt8,
@@ -84,11 +84,12 @@ def quantize_static_qdq(src_model: Path, dst_model: Path, pixels: np.ndarray, me
 class _Reader:
     """ONNX Runtime's CalibrationDataReader protocol over an array, with a tqdm bar."""
 
-    def __init__(self, input_name: str, pixels: np.ndarray):
+    def __init__(self, input_name: str, pixels: np.ndarray, batch: int = CALIBRATION_BATCH):
         from tqdm import tqdm
 
         self.input_name = input_name
         self.pixels = pixels
+        self.batch = batch
         self.bar = tqdm(total=len(pixels), desc="calibrating", unit="img", disable=None)  # None: a terminal only
         self.rewind()
 
@@ -102,8 +103,17 @@ class _Reader:
 
     def rewind(self) -> None:
         self.bar.reset()
-        self.batches: Iterator[np.ndarray] = (self.pixels[i:i + CALIBRATION_BATCH]
-                                              for i in range(0, len(self.pixels), CALIBRATION_BATCH))
+        self.batches: Iterator[np.ndarray] = (self.pixels[i:i + self.batch]
+                                              for i in range(0, len(self.pixels), self.batch))
+
+
+def calibration_batch(count: int, method: str) -> int:
+    """Rows per calibration run. ONNX Runtime's histogram calibrators (percentile, entropy) stack
+    every run's outputs into one array and fail on a shorter last batch, so for them the batch
+    is the largest size up to CALIBRATION_BATCH that divides the count (1 for a prime count)."""
+    if method == "minmax":
+        return CALIBRATION_BATCH
+    return max(size for size in range(1, CALIBRATION_BATCH + 1) if count % size == 0)
 
 
 def calibration_inputs(src: Bundle, path: str | os.PathLike | None) -> tuple[np.ndarray, str]:

@@ -58,6 +58,27 @@ def test_int8_keeps_heldout_accuracy_within_half_a_point(digits):
     assert m.provenance["quantized_from"]["settings"]["activations"] == "uint8"
 
 
+def test_int8_weights_keep_7_bits_so_no_cpu_saturates(digits):
+    """uint8 x int8 pair sums fit int16 only with 7-bit weights (x86 without VNNI adds pairs in int16)."""
+    import onnx
+    from onnx import numpy_helper
+
+    _, _, int8, *_ = digits
+    graph = onnx.load(str(open_bundle(int8).model_path)).graph
+    weights = [numpy_helper.to_array(t) for t in graph.initializer if t.data_type == onnx.TensorProto.INT8]
+    assert weights and all(np.abs(w.astype(int)).max() <= 64 for w in weights)   # 2 x 255 x 64 <= 32767
+
+
+@pytest.mark.parametrize("method", ["percentile", "entropy"])
+def test_histogram_calibration_takes_any_count_of_frames(digits, tmp_path, method):
+    _, fp32, _, frames, _ = digits
+    np.save(tmp_path / "frames.npy", frames[:203])     # 203 = 7 x 29: no batch of 8 divides it
+    assert main(["quantize", str(fp32), "--precision", "int8", "--calibration", str(tmp_path / "frames.npy"),
+                 "--method", method, "--out", str(tmp_path / method)]) == 0
+    settings = open_bundle(tmp_path / method).manifest.provenance["quantized_from"]["settings"]
+    assert settings["calibration_samples"] == 203 and settings["method"] == method
+
+
 @pytest.mark.parametrize("method", ["percentile", "entropy"])
 def test_calibration_methods_and_sources(digits, tmp_path, method):
     _, fp32, _, frames, _ = digits

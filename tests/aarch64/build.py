@@ -1,8 +1,13 @@
-"""Write, on x86 with torch, what the aarch64 run reads: `python tests/aarch64/build.py DIR`.
+"""Write, on x86 with torch, what the emulated runs read (tests/aarch64/run.sh, tests/x86/run.sh):
+`python tests/aarch64/build.py DIR`.
 
 DIR gets every tiny bundle the tests export (conftest.EXPORTED, read through
-REELRT_TEST_BUNDLES), quantized copies for the parity check (int8 and fp16 CNN, int8 LSTM,
-int4 GPT-2), the encoded images, and x86.npz: this machine's answers (parity.answers).
+REELRT_TEST_BUNDLES), the digits CNN trained here (random weights hide wrong integer
+arithmetic behind near-constant logits; trained ones do not), quantized copies for the parity
+check (int8 and fp16 CNN, int8 digits, int8 LSTM, int8 and int4 GPT-2), the digits int8 with
+full-range weights (SATURATING: the representation that is wrong on x86 without VNNI, which the
+emulated AVX2 check must catch), the encoded images, and x86.npz: this machine's answers
+(parity.answers).
 """
 from __future__ import annotations
 
@@ -24,8 +29,33 @@ QUANTIZED = {
     "cnn-int8": ("tiny-cnn-rgb", ["--precision", "int8"]),
     "cnn-fp16": ("tiny-cnn-rgb", ["--precision", "fp16"]),
     "lstm-int8": ("tiny-text", ["--precision", "int8"]),
+    "gpt2-int8": ("gpt2-tiny", ["--precision", "int8", "--block-size", "16", "--accuracy-level", "4"]),
     "gpt2-int4": ("gpt2-tiny", ["--precision", "int4", "--block-size", "16", "--accuracy-level", "4"]),
+    "digits-int8": ("digits", ["--precision", "int8"]),
 }
+SATURATING = "digits-int8-saturating"
+
+
+def trained_digits(folder: Path) -> None:
+    """The digits CNN, trained (seconds) and exported, as `folder/digits`."""
+    if reelrt(["train", "digits", "--out", str(folder / "digits.pt")]) != 0 or reelrt(
+            ["export", "cnn", "--arch", "digits", "--checkpoint", str(folder / "digits.pt"), "--out", str(folder / "digits")]) != 0:
+        raise SystemExit("training or exporting the digits CNN failed")
+    (folder / "digits.pt").unlink()
+
+
+def saturating_int8(folder: Path) -> None:
+    """The digits int8 with full-range weights, as reelrt made them before 7-bit weights. It passes
+    its gate on CPUs with VNNI (accepted here whatever this CPU is: on an AVX2-only one it fails)."""
+    import reelrt.quantize.cnn as cnn
+    cnn.REDUCE_RANGE = False
+    try:
+        code = reelrt(["quantize", str(folder / "digits"), "--precision", "int8", "--accept-quality-loss",
+                       "--out", str(folder / SATURATING)])
+    finally:
+        cnn.REDUCE_RANGE = True
+    if code != 0:
+        raise SystemExit(f"quantize {SATURATING} failed")
 
 
 def build(out: Path) -> Path:
@@ -35,6 +65,8 @@ def build(out: Path) -> Path:
     tmp.mkdir(parents=True)
     for name, make in EXPORTED.items():
         make(tmp / name)
+    trained_digits(tmp)
+    saturating_int8(tmp)
     for name, (source, options) in QUANTIZED.items():
         if reelrt(["quantize", str(tmp / source), *options, "--out", str(tmp / name)]) != 0:
             raise SystemExit(f"quantize {name} failed")

@@ -20,8 +20,9 @@ from reelrt.runtime.bundle.layout import REFERENCE_INPUTS
 from reelrt.runtime.tasks.text import encode
 
 # the bundles compared, each an exported fp32 bundle or a quantized copy (tests/aarch64/build.py)
-BUNDLES = ("tiny-cnn-rgb", "cnn-int8", "cnn-fp16", "tiny-text", "lstm-int8", "gpt2-tiny", "gpt2-int4")
-IMAGE_BUNDLES = BUNDLES[:3]
+BUNDLES = ("tiny-cnn-rgb", "cnn-int8", "cnn-fp16", "digits", "digits-int8", "tiny-text", "lstm-int8", "gpt2-tiny",
+           "gpt2-int8", "gpt2-int4")
+IMAGE_BUNDLES = BUNDLES[:5]
 TEXTS = ["the cat sat on the mat", "dogs chase cats in the garden", "the ship warped away",
          "captain on the bridge, the ship is yours", "ünïcödé 🚀 ship"]
 PROMPTS = ["The innkeeper says", "A quest:", "def main():"]
