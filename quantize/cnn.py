@@ -57,8 +57,10 @@ def quantize_int8(src: Bundle, out: str | os.PathLike, *, calibration: str | os.
 
 
 def quantize_static_qdq(src_model: Path, dst_model: Path, pixels: np.ndarray, method: str, input_name: str,
-                        activation: str = "uint8", per_channel: bool = True, fmt: str = "QDQ") -> None:
-    """ONNX Runtime's static quantizer, with a progress bar over the calibration batches."""
+                        activation: str = "uint8", per_channel: bool = True, fmt: str = "QDQ",
+                        reduce_range: bool | None = None) -> None:
+    """ONNX Runtime's static quantizer, with a progress bar over the calibration batches.
+    reduce_range: 7-bit weights (default REDUCE_RANGE)."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
@@ -71,7 +73,7 @@ def quantize_static_qdq(src_model: Path, dst_model: Path, pixels: np.ndarray, me
     try:
         quantize_static(str(prepared), str(dst_model), _Reader(input_name, pixels, calibration_batch(len(pixels), method)),
                         quant_format=QuantFormat.QDQ if fmt == "QDQ" else QuantFormat.QOperator,
-                        per_channel=per_channel, weight_type=QuantType.QInt8, reduce_range=REDUCE_RANGE,
+                        per_channel=per_channel, weight_type=QuantType.QInt8, reduce_range=REDUCE_RANGE if reduce_range is None else reduce_range,
                         activation_type=QuantType.QUInt8 if activation == "uint8" else QuantType.QInt8,
                         calibrate_method=methods[method],
                         extra_options={"CalibMovingAverage": False, "CalibPercentile": 99.999})

@@ -80,6 +80,10 @@ def test_int8_uses_the_quantized_lstm_and_keeps_accuracy(bundles):
     v = int8.manifest.validation
     assert abs(v["heldout_accuracy"] - v["heldout_accuracy_fp32"]) <= 0.03
     assert v["fp32_source_heldout"]["top1_agreement"] >= 0.95
+    # gated on the real texts the bundle carries; random ids only reported
+    ids = np.load(int8.path("reference/inputs.npz"))["input_ids"]
+    assert v["fp32_source_reference"]["samples"] == len(ids) and v["fp32_source_reference"]["top1_agreement"] >= 0.95
+    assert "relative_diff" in v["fp32_source_random_ids"]
     assert int8.manifest.tokenizer == fp32.manifest.tokenizer and int8.manifest.labels == fp32.manifest.labels
 
 
