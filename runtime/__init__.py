@@ -16,6 +16,7 @@ from reelrt.runtime.errors import (BackendUnavailableError, BundleError, DeviceC
                                    ValidationError)
 
 if TYPE_CHECKING:
+    from reelrt.runtime.backends.session import ThreadPolicy
     from reelrt.runtime.tasks.model import Model
 
 
@@ -41,7 +42,8 @@ def load(path: str | os.PathLike, device: str = "auto", threads: int | None = No
     return open_task(open_bundle(path, verify=verify, trusted_keys=trusted_keys), device, policy, device_check)
 
 
-def open_task(bundle: Bundle, device: str = "auto", threads=None, device_check: bool = True) -> Model:
+def open_task(bundle: Bundle, device: str = "auto", threads: "ThreadPolicy | int | None" = None,
+              device_check: bool = True) -> Model:
     """The task object for an opened bundle, checked on this device first unless device_check
     is False (load's second half; the command line uses it on the bundle it opened)."""
     model = task_class(bundle.manifest.task)(bundle, device=device, threads=threads)
