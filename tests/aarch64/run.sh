@@ -22,13 +22,8 @@ DEBS="python3.11 libstdc++6 libgomp1"
 mkdir -p "$CACHE"
 step() { echo "== aarch64: $*"; }
 
-# qemu-user-static: runs aarch64 binaries by translation (no binfmt registration needed)
-if ! command -v qemu-aarch64-static >/dev/null; then
-    step "installing qemu-user-static"
-    sudo=(); [ "$(id -u)" = 0 ] || sudo=(sudo)
-    "${sudo[@]}" apt-get update -qq
-    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq qemu-user-static >/dev/null
-fi
+source tests/qemu.sh
+need_qemu qemu-aarch64-static
 
 # Debian's arm64 python3.11 and the libraries it and the wheels load, resolved by apt in a
 # private state (arm64 only, nothing installed): the system's apt configuration is left alone.

@@ -14,12 +14,8 @@ RUN=${REELRT_X86_RUN:-${XDG_CACHE_HOME:-$HOME/.cache}/reelrt-x86}
 CPU=${REELRT_X86_CPU:-Haswell,-pcid,-x2apic,-tsc-deadline,-hle,-invpcid,-rtm}
 step() { echo "== x86 AVX2: $*"; }
 
-if ! command -v qemu-x86_64-static >/dev/null; then
-    step "installing qemu-user-static"
-    sudo=(); [ "$(id -u)" = 0 ] || sudo=(sudo)
-    "${sudo[@]}" apt-get update -qq
-    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq qemu-user-static >/dev/null
-fi
+source tests/qemu.sh
+need_qemu qemu-x86_64-static
 rm -rf "$RUN" && mkdir -p "$RUN"
 step "exporting bundles and recording this machine's answers"
 REELRT_CACHE_DIR=$RUN/cache .venv/bin/python tests/aarch64/build.py "$RUN/bundles" >"$RUN/build.log" 2>&1 \
