@@ -5,7 +5,8 @@ another CPU: ONNX Runtime's uint8 x int8 kernels saturate on x86 CPUs without VN
 may take another path on ARM. So before a loaded bundle answers anyone, `load()` runs its
 reference inputs through the backend that will serve them and holds the answers to the source
 model's (reference/outputs.npz) under the bundle precision's tolerance, the check every stage
-uses. A pass is remembered in the cache, keyed by the model file, the backend and its options,
+uses (a bundle written with an accepted quality loss may be as far off as it was where it was
+made, plus that tolerance). A pass is remembered in the cache, keyed by the model file, the backend and its options,
 the library version and the CPU's signature (runtime/system.py), so each CPU class pays for
 it once; a failure is a DeviceCheckError that says what to do, never a wrong answer.
 `load(..., device_check=False)` skips it: the host's explicit choice.
@@ -22,6 +23,7 @@ from reelrt.runtime.bundle.cache import cache_dir, write_atomic
 from reelrt.runtime.errors import DeviceCheckError, ValidationError
 from reelrt.runtime.reference import check_against_source, has_reference, reference_feeds, source_outputs
 from reelrt.runtime.system import cpu_features, cpu_name, cpu_signature
+from reelrt.runtime.validation import compare, tolerance_for
 
 
 def check_device(bundle: Bundle, backend) -> dict | None:
@@ -37,7 +39,9 @@ def check_device(bundle: Bundle, backend) -> dict | None:
     outputs = dict(zip(backend.output_names, backend.run(reference_feeds(bundle))))
     what = f"{backend.name} on this CPU ({cpu_name()})"
     try:
-        report = check_against_source(bundle, outputs, bundle.manifest.precision, what)
+        accepted = accepted_gaps(bundle)
+        report = (check_accepted(bundle, outputs, accepted, what) if accepted is not None else
+                  check_against_source(bundle, outputs, bundle.manifest.precision, what))
     except ValidationError as e:
         raise DeviceCheckError(f"{e}. This device computes the bundle's {bundle.manifest.precision} graph wrongly"
                                f" ({', '.join(_notable_features())}): run `reelrt compile {bundle.root} --target cpu`"
@@ -46,6 +50,33 @@ def check_device(bundle: Bundle, backend) -> dict | None:
     report = {**report, "cpu": cpu_name(), "cpu_signature": cpu_signature(),
               "seconds": round(time.perf_counter() - t0, 4)}
     write_atomic(path, json.dumps(report).encode())
+    return report
+
+
+def accepted_gaps(bundle: Bundle) -> dict[str, float] | None:
+    """For a bundle written with its quality gate failed and the loss accepted (--accept-quality-loss),
+    how far each output was from the source's answers on the machine that made it; None otherwise."""
+    validation = bundle.manifest.validation
+    if not validation.get("quality_gate", {}).get("accepted_quality_loss"):
+        return None
+    recorded = validation.get("against_source_model") or {}
+    return {name: float(figures["relative_diff"]) for name, figures in recorded.items()
+            if isinstance(figures, dict) and "relative_diff" in figures}
+
+
+def check_accepted(bundle: Bundle, outputs: dict, accepted: dict[str, float], what: str) -> dict:
+    """The check for a bundle whose publisher accepted a quality loss: each output may be as far from
+    the source as it was where it was made, plus the precision's tolerance (this device against that
+    one); top-1 agreement is not asked, the loss was accepted."""
+    tolerance = tolerance_for(bundle.manifest.precision).max_relative_diff
+    report = {"reference": "the source model's answers, with the accepted loss"}
+    for name, want in source_outputs(bundle).items():
+        cmp = compare(want, outputs[name])
+        limit = accepted.get(name, 0.0) + tolerance
+        if cmp.relative_diff > limit:
+            raise ValidationError(f"{what}: output {name!r} is {cmp.relative_diff:.3g} of the range from the source's"
+                                  f" answers, over the {limit:.3g} accepted where the bundle was made")
+        report[name] = cmp.to_json()
     return report
 
 

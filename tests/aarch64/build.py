@@ -45,17 +45,22 @@ def trained_digits(folder: Path) -> None:
 
 
 def saturating_int8(folder: Path) -> None:
-    """The digits int8 with full-range weights, as reelrt made them before 7-bit weights. It passes
-    its gate on CPUs with VNNI (accepted here whatever this CPU is: on an AVX2-only one it fails)."""
-    import reelrt.quantize.cnn as cnn
-    cnn.REDUCE_RANGE = False
-    try:
-        code = reelrt(["quantize", str(folder / "digits"), "--precision", "int8", "--accept-quality-loss",
-                       "--out", str(folder / SATURATING)])
-    finally:
-        cnn.REDUCE_RANGE = True
-    if code != 0:
-        raise SystemExit(f"quantize {SATURATING} failed")
+    """The digits int8 graph with full-range weights, as reelrt made them before 7-bit weights, in a
+    bundle whose manifest is the 7-bit one's: what an older reelrt wrote on a workstation with VNNI,
+    whatever CPU builds it here (on one without VNNI its own quantize gate would fail)."""
+    from reelrt.quantize.cnn import calibration_inputs, quantize_static_qdq
+    from reelrt.runtime.bundle import BundleWriter, open_bundle
+
+    source, seven_bit = open_bundle(folder / "digits"), open_bundle(folder / "digits-int8")
+    pixels, _ = calibration_inputs(source, None)
+    with BundleWriter(folder / SATURATING) as w:
+        w.copy_artifacts(seven_bit, lambda rel: rel != seven_bit.manifest.model)
+        quantize_static_qdq(source.model_path, w.dir / seven_bit.manifest.model, pixels, "minmax",
+                            source.manifest.inputs[0].name, reduce_range=False)
+        manifest = seven_bit.manifest
+        manifest.provenance["quantized_from"]["settings"].update(weights="int8 per-channel, full range",
+                                                                 integer_kernels_exact="CPUs with VNNI")
+        w.commit(manifest)
 
 
 def build(out: Path) -> Path:
@@ -66,10 +71,10 @@ def build(out: Path) -> Path:
     for name, make in EXPORTED.items():
         make(tmp / name)
     trained_digits(tmp)
-    saturating_int8(tmp)
     for name, (source, options) in QUANTIZED.items():
         if reelrt(["quantize", str(tmp / source), *options, "--out", str(tmp / name)]) != 0:
             raise SystemExit(f"quantize {name} failed")
+    saturating_int8(tmp)
     write_encoded(tmp)
     np.savez(tmp / "x86.npz", **answers(tmp))
     shutil.rmtree(out, ignore_errors=True)
