@@ -16,12 +16,12 @@ import importlib
 import importlib.util
 import json
 import os
-import pickle
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from reelrt.models.checkpoints import read_checkpoint
 from reelrt.runtime.errors import InputError
 
 # PIL's resampling filters (the numbers transformers stores: nearest 0, lanczos 1, bilinear 2, bicubic 3,
@@ -160,6 +160,10 @@ def from_exported_program(path: str | os.PathLike) -> ImageSource:
     if len(shape) != 4:
         raise InputError(f"{path}: an image classifier program takes one (N, C, H, W) input, this one takes"
                          f" {len(inputs)} input(s){' of shape ' + str(list(shape)) if shape else ''}")
+    if isinstance(shape[0], int):   # a traced size, not a torch.SymInt: the program runs that batch only
+        raise InputError(f"{path} was exported with a fixed batch of {shape[0]}; a bundle takes any batch: export"
+                         " it with a dynamic batch dimension, torch.export.export(model, (x,), dynamic_shapes="
+                         "({0: torch.export.Dim('batch')},)) with x of batch 2 or more, and save it again")
     static = [int(d) for d in shape[1:]]
     return ImageSource(_program_module(program), f"ExportedProgram {Path(path).name}", input_shape=tuple(static))
 
@@ -229,15 +233,15 @@ def read_state_dict(path: str | os.PathLike) -> dict:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} does not exist")
-    try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
+    hint = "save one with torch.save(model.state_dict(), PATH)"
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+        try:
             state = load_file(str(path))
-        else:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError) as e:
-        raise InputError(f"{path} is not a readable state_dict ({str(e).splitlines()[0] if str(e) else e!r});"
-                         " save one with torch.save(model.state_dict(), PATH)") from None
+        except Exception as e:  # safetensors' own errors for a damaged header
+            raise InputError(f"{path} is not a readable state_dict ({type(e).__name__}); {hint}") from None
+    else:
+        state = read_checkpoint(path, "state_dict", hint)
     for key in ("state_dict", "model"):
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]

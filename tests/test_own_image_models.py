@@ -222,6 +222,9 @@ def test_python_api_takes_a_module_instance_and_a_preprocessing_dict(tmp_path):
 def bad_cases(tmp: Path) -> dict[str, tuple[list[str], str]]:
     (tmp / "garbage.pt2").write_bytes(b"PK not a program")
     (tmp / "garbage.pth").write_bytes(b"not a state dict")
+    (tmp / "passwd").write_text("root:x:0:0:root:/root:/bin/bash\ndaemon:x:1:1:daemon:/usr/sbin:/usr/sbin/nologin\n")
+    torch.export.save(torch.export.export(LeNet(num_classes=4).eval(), (torch.randn(2, 3, 32, 32),)),
+                      tmp / "fixed.pt2")
     torch.save(LeNet(num_classes=4).state_dict(), tmp / "lenet.pth")
     (tmp / "empty_dir").mkdir()
     hf = tmp / "no_processor"
@@ -236,7 +239,14 @@ def bad_cases(tmp: Path) -> dict[str, tuple[list[str], str]]:
                               "--channel-order", "GRAY"], "does not fit GrayCNN"),
         "not a state_dict": (["--module", f"{own}:LeNet", "--checkpoint", str(tmp / "garbage.pth"), "--size", "32"],
                              "not a readable state_dict"),
+        "text, not a state_dict": (["--module", f"{own}:LeNet", "--checkpoint", str(tmp / "passwd"), "--size", "32"],
+                                   "not a readable state_dict"),
+        "text, not a built-in's state_dict": (["--arch", "resnet18", "--checkpoint", str(tmp / "passwd")],
+                                              "not a readable resnet18 state_dict"),
         "not a program": (["--checkpoint", str(tmp / "garbage.pt2")], "not an ExportedProgram"),
+        "program of a fixed batch": (["--checkpoint", str(tmp / "fixed.pt2")],
+                                     "exported with a fixed batch of 2; a bundle takes any batch: export it with a"
+                                     " dynamic batch dimension"),
         "not a classifier": (["--module", f"{own}:Volume", "--size", "16"], "returns shape"),
         "wrong input size": (["--module", f"{own}:LeNet", "--size", "20"], "cannot take"),
         "label count": (["--module", f"{own}:LeNet", "--size", "32", "--labels", "a,b"], "2 labels for a model with 10"),
