@@ -23,14 +23,8 @@ from typing import Any
 
 from reelrt.models.checkpoints import read_checkpoint
 from reelrt.runtime.errors import InputError
+from reelrt.runtime.tasks.antialias import PIL_NUMBERS
 
-# PIL's resampling filters (the numbers transformers stores: nearest 0, lanczos 1, bilinear 2, bicubic 3,
-# box 4, hamming 5) -> the runtime's interpolation, which it uses when shrinking (enlarging is bilinear).
-# PIL widens every filter but nearest when it shrinks (antialiasing); OpenCV's area filter is the nearest
-# equivalent: 10x shrinks of photographs into small transformers models differed from the processor by
-# 3% of the logit range with it, 13-16% with OpenCV's bilinear (which costs 40x less on a 1080p frame:
-# --interpolation linear when speed matters more).
-PIL_RESAMPLE = {0: "nearest", 1: "area", 2: "area", 3: "area", 4: "area", 5: "area"}
 # torchvision's InterpolationMode values -> the runtime's names
 TORCHVISION_INTERPOLATION = {"nearest": "nearest", "bilinear": "linear", "bicubic": "cubic", "lanczos": "lanczos",
                              "box": "area"}
@@ -83,12 +77,12 @@ def policy_from_image_processor(cfg: dict, where: Path | str = "preprocessor_con
     if isinstance(crop, int):
         crop = {"height": crop, "width": crop}
     resample = cfg.get("resample", 2)
-    if resample not in PIL_RESAMPLE:
+    if resample not in PIL_NUMBERS:
         raise InputError(f"{where}: resample {resample} has no equivalent here; give --interpolation")
     rescale = float(cfg.get("rescale_factor", 1 / 255)) if cfg.get("do_rescale", True) else 1.0
     if rescale <= 0:
         raise InputError(f"{where}: rescale_factor must be positive, not {rescale}")
-    policy: dict[str, Any] = {"interpolation": PIL_RESAMPLE[resample], "channel_order": "RGB", "layout": "NCHW",
+    policy: dict[str, Any] = {"interpolation": PIL_NUMBERS[resample], "channel_order": "RGB", "layout": "NCHW",
                               "scale": 1.0 / rescale}
     if cfg.get("do_normalize", True):
         policy["mean"], policy["std"] = list(cfg.get("image_mean", [0.5] * 3)), list(cfg.get("image_std", [0.5] * 3))
