@@ -111,13 +111,12 @@ def _pass(pixels: np.ndarray, index: np.ndarray, weight: np.ndarray, axis: int) 
     """One of PIL's passes along `axis` (0 rows, 1 columns) of an H x W x C uint8 image: the taps of all
     outputs gathered at once and summed by one batched matrix product, in float64, where these integer
     sums (< 2^31) are exact, then rounded and clipped as PIL's clip8 does."""
+    if index.shape[1] == 1:   # pil-nearest: a gather
+        return np.take(pixels, index[:, 0], axis=axis)
     lines = pixels if axis == 0 else pixels.transpose(1, 0, 2)
     flat = np.ascontiguousarray(lines).reshape(lines.shape[0], -1)
-    if index.shape[1] == 1:   # pil-nearest: a gather
-        out = flat[index[:, 0]]
-    else:
-        sums = np.matmul(weight[:, None, :].astype(np.float64), flat[index].astype(np.float64))[:, 0]
-        out = np.clip(np.floor((sums + _HALF) * (1.0 / (1 << _BITS))), 0, 255).astype(np.uint8)
+    sums = np.matmul(weight[:, None, :].astype(np.float64), flat[index].astype(np.float64))[:, 0]
+    out = np.clip(np.floor((sums + _HALF) * (1.0 / (1 << _BITS))), 0, 255).astype(np.uint8)
     out = out.reshape(index.shape[0], lines.shape[1], pixels.shape[2])
     return out if axis == 0 else out.transpose(1, 0, 2)
 
