@@ -5,10 +5,12 @@ Frames arrive the way OpenCV and video decoders hand them over: HxWx3 uint8 BGR 
 decodes files and encoded bytes and resizes fastest; without it raw frames classify the same
 (runtime/tasks/pixels.py does OpenCV's resize and colour arithmetic in numpy, bit for bit), and
 a file or encoded image raises InputError naming the extra. Preprocessing follows the bundle's
-manifest (`preprocessing`: size, resize/crop policy, interpolation, scale, mean/std,
-channel order, NCHW layout). It crops before it resizes, so a 1080p frame costs one
-small resize and colour conversion of the region the model will see, and it writes into
-an input buffer reused from call to call. Interpolation "linear" is the ImageNet models'
+manifest (`preprocessing`: size, resize/crop policy, interpolation, reducing gap, scale,
+mean/std, channel order, NCHW layout). With OpenCV's filters it crops before it resizes, so a
+1080p frame costs one small resize and colour conversion of the region the model will see;
+with PIL's (`pil-*`, what transformers' processors use) it computes only the window of PIL's
+resize of the whole frame that the centre crop keeps (runtime/tasks/antialias.py). It writes
+into an input buffer reused from call to call. Interpolation "linear" is the ImageNet models'
 default: on this machine OpenCV's area filter took 5 ms to shrink the 945x945 centre of a
 1080p frame to 224x224, bilinear 0.12 ms, against a model that runs in 2-4 ms.
 
