@@ -89,9 +89,9 @@ def transformers_dir(kind: str, root: Path):
                                                                 layer_type="basic", **common))
         processor = tf.ConvNextImageProcessor(size={"shortest_edge": 32}, crop_pct=0.875, resample=3)
     elif kind == "convnext":       # facebook/convnext-tiny-224: crop_pct 0.875, bicubic
-        model = tf.ConvNextForImageClassification(tf.ConvNextConfig(num_channels=3, patch_size=4, num_stages=2, hidden_sizes=[8, 16],
-                                                                    depths=[1, 1], layer_scale_init_value=1.0,
-                                                                    **common))
+        config = tf.ConvNextConfig(num_channels=3, patch_size=4, num_stages=2, hidden_sizes=[8, 16], depths=[1, 1],
+                                   layer_scale_init_value=1.0, **common)
+        model = tf.ConvNextForImageClassification(config)
         processor = tf.ConvNextImageProcessor(size={"shortest_edge": 32}, crop_pct=0.875, resample=3)
     else:                          # google/vit-base-patch16-224: a plain resize to 224 x 224, bilinear
         model = tf.ViTForImageClassification(tf.ViTConfig(image_size=32, patch_size=8, hidden_size=32,

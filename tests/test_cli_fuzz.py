@@ -32,7 +32,8 @@ INVOCATIONS = [
     "run {cnn} --image {tmp}", "export lstm --checkpoint {missing} --out {tmp}/l", "export cnn --arch digits --checkpoint {missing} --out {tmp}/d",
     "train lstm --csv {missing} --out {tmp}/m.pt", "export gpt2 --checkpoint {missing} --out {tmp}/g", "run {png} --text hi",
     # files that are not checkpoints: torch's unpickler fails on each in its own way
-    "export cnn --arch resnet18 --checkpoint {garbage} --out {tmp}/r", "export cnn --arch resnet18 --checkpoint {png} --out {tmp}/r",
+    "export cnn --arch resnet18 --checkpoint {garbage} --out {tmp}/r",
+    "export cnn --arch resnet18 --checkpoint {png} --out {tmp}/r",
     "export lstm --checkpoint {garbage} --out {tmp}/l", "export cnn --arch digits --checkpoint {csv} --out {tmp}/d",
     # the same directory in and out
     "quantize {text} --precision int8 --out {text}", "quantize {cnn} --precision fp16 --out {cnn}",
