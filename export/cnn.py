@@ -61,8 +61,8 @@ def image_classifier(out: str | os.PathLike, *, checkpoint: str | os.PathLike | 
       arch="torchvision:resnet50", checkpoint="w.pth"   a torchvision architecture and its state_dict
       arch="mobilenetv2"|"resnet18"|"digits"            the built-in ones (state_dict optional)
       module=nn.Module | "pkg.mod:Class" | "file.py:Class" (+ module_kwargs, checkpoint=state_dict)
-    preprocessing: the runtime's policy keys (size [H, W], resize, crop, interpolation, scale,
-      mean, std, channel_order); merged over the checkpoint's own, which it overrides key by key.
+    preprocessing: the runtime's policy keys (size [H, W], resize, crop, interpolation, reducing_gap,
+      scale, mean, std, channel_order); merged over the checkpoint's own, which it overrides key by key.
     labels: a list, "a,b,c", or a file with one label per line; default the checkpoint's names
       (or "0".."N-1"); the class count always comes from the model's output.
     head: {"kind": "softmax"} (default) or {"kind": "multi-label", "threshold": t}.
@@ -223,7 +223,7 @@ def preprocessing_options(args: argparse.Namespace) -> dict:
             policy[key] = getattr(args, key)
     if args.size is not None and len(args.size) == 1:
         policy["size"] = args.size * 2
-    for key in ("resize", "crop", "interpolation", "scale", "channel_order"):
+    for key in ("resize", "crop", "interpolation", "reducing_gap", "scale", "channel_order"):
         if getattr(args, key) is not None:
             policy[key] = getattr(args, key)
     return policy

@@ -66,7 +66,13 @@ def add_parsers(sub) -> None:
     pre.add_argument("--size", type=int_list, help="model input H,W (or one number for a square)")
     pre.add_argument("--resize", type=int, help="scale the shorter side to this, then centre-crop --size")
     pre.add_argument("--crop", choices=["center", "none"])
-    pre.add_argument("--interpolation", choices=["area", "linear", "cubic", "nearest", "lanczos"])
+    pre.add_argument("--interpolation", choices=["area", "linear", "cubic", "nearest", "lanczos", "pil-nearest",
+                                                 "pil-box", "pil-bilinear", "pil-hamming", "pil-bicubic",
+                                                 "pil-lanczos"],
+                     help="OpenCV's filters crop then resize; pil-* resize the whole frame with PIL's filter"
+                          " (antialiased) then crop, as transformers' processors do")
+    pre.add_argument("--reducing-gap", type=float, help="box-average a shrink by floor(scale / G) first (PIL's"
+                     " reducing_gap): faster on large frames, no longer exact; default: exact")
     pre.add_argument("--scale", type=float, help="pixels are divided by this before mean/std (default 255)")
     pre.add_argument("--mean", type=float_list, help="per channel, e.g. 0.485,0.456,0.406")
     pre.add_argument("--std", type=float_list, help="per channel, e.g. 0.229,0.224,0.225")

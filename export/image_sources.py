@@ -16,21 +16,15 @@ import importlib
 import importlib.util
 import json
 import os
-import pickle
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from reelrt.models.checkpoints import read_checkpoint
 from reelrt.runtime.errors import InputError
+from reelrt.runtime.tasks.antialias import PIL_NUMBERS
 
-# PIL's resampling filters (the numbers transformers stores: nearest 0, lanczos 1, bilinear 2, bicubic 3,
-# box 4, hamming 5) -> the runtime's interpolation, which it uses when shrinking (enlarging is bilinear).
-# PIL widens every filter but nearest when it shrinks (antialiasing); OpenCV's area filter is the nearest
-# equivalent: 10x shrinks of photographs into small transformers models differed from the processor by
-# 3% of the logit range with it, 13-16% with OpenCV's bilinear (which costs 40x less on a 1080p frame:
-# --interpolation linear when speed matters more).
-PIL_RESAMPLE = {0: "nearest", 1: "area", 2: "area", 3: "area", 4: "area", 5: "area"}
 # torchvision's InterpolationMode values -> the runtime's names
 TORCHVISION_INTERPOLATION = {"nearest": "nearest", "bilinear": "linear", "bicubic": "cubic", "lanczos": "lanczos",
                              "box": "area"}
@@ -83,12 +77,12 @@ def policy_from_image_processor(cfg: dict, where: Path | str = "preprocessor_con
     if isinstance(crop, int):
         crop = {"height": crop, "width": crop}
     resample = cfg.get("resample", 2)
-    if resample not in PIL_RESAMPLE:
+    if resample not in PIL_NUMBERS:
         raise InputError(f"{where}: resample {resample} has no equivalent here; give --interpolation")
     rescale = float(cfg.get("rescale_factor", 1 / 255)) if cfg.get("do_rescale", True) else 1.0
     if rescale <= 0:
         raise InputError(f"{where}: rescale_factor must be positive, not {rescale}")
-    policy: dict[str, Any] = {"interpolation": PIL_RESAMPLE[resample], "channel_order": "RGB", "layout": "NCHW",
+    policy: dict[str, Any] = {"interpolation": PIL_NUMBERS[resample], "channel_order": "RGB", "layout": "NCHW",
                               "scale": 1.0 / rescale}
     if cfg.get("do_normalize", True):
         policy["mean"], policy["std"] = list(cfg.get("image_mean", [0.5] * 3)), list(cfg.get("image_std", [0.5] * 3))
@@ -160,6 +154,10 @@ def from_exported_program(path: str | os.PathLike) -> ImageSource:
     if len(shape) != 4:
         raise InputError(f"{path}: an image classifier program takes one (N, C, H, W) input, this one takes"
                          f" {len(inputs)} input(s){' of shape ' + str(list(shape)) if shape else ''}")
+    if isinstance(shape[0], int):   # a traced size, not a torch.SymInt: the program runs that batch only
+        raise InputError(f"{path} was exported with a fixed batch of {shape[0]}; a bundle takes any batch: export"
+                         " it with a dynamic batch dimension, torch.export.export(model, (x,), dynamic_shapes="
+                         "({0: torch.export.Dim('batch')},)) with x of batch 2 or more, and save it again")
     static = [int(d) for d in shape[1:]]
     return ImageSource(_program_module(program), f"ExportedProgram {Path(path).name}", input_shape=tuple(static))
 
@@ -229,15 +227,15 @@ def read_state_dict(path: str | os.PathLike) -> dict:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} does not exist")
-    try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
+    hint = "save one with torch.save(model.state_dict(), PATH)"
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+        try:
             state = load_file(str(path))
-        else:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError) as e:
-        raise InputError(f"{path} is not a readable state_dict ({str(e).splitlines()[0] if str(e) else e!r});"
-                         " save one with torch.save(model.state_dict(), PATH)") from None
+        except Exception as e:  # safetensors' own errors for a damaged header
+            raise InputError(f"{path} is not a readable state_dict ({type(e).__name__}); {hint}") from None
+    else:
+        state = read_checkpoint(path, "state_dict", hint)
     for key in ("state_dict", "model"):
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]

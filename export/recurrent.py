@@ -280,9 +280,10 @@ def head_for(outputs: int, kind: str | None, threshold: float, labels: Sequence[
 
 
 def read_user_tokenizer(tokenizer: Any, lowercase: bool = False, unk_token: str = "[UNK]"):
-    """A tokenizers.Tokenizer from one, from a tokenizer.json, or from a vocabulary file: one token per
-    line (its id the line number) or a JSON {token: id}; a vocabulary splits texts at whitespace
-    (lower-cased with `lowercase`), words it lacks becoming `unk_token`."""
+    """A tokenizers.Tokenizer from one, from a tokenizers JSON (known by its content, whatever the file
+    is called), or from a vocabulary file: one token per line (its id the line number) or a JSON
+    {token: id}; a vocabulary splits texts at whitespace (lower-cased with `lowercase`), words it
+    lacks becoming `unk_token`."""
     import json
 
     from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
@@ -293,10 +294,16 @@ def read_user_tokenizer(tokenizer: Any, lowercase: bool = False, unk_token: str 
     if not path.is_file():
         raise FileNotFoundError(f"tokenizer {path} does not exist")
     try:
-        if path.name.endswith("tokenizer.json"):
-            return Tokenizer.from_file(str(path))
         text = path.read_text(encoding="utf-8")
-        vocab = json.loads(text) if path.suffix == ".json" else {
+        try:
+            doc = json.loads(text)
+        except ValueError:
+            if path.suffix == ".json":
+                raise
+            doc = None
+        if isinstance(doc, dict) and isinstance(doc.get("model"), dict):   # a tokenizers JSON, whatever its name
+            return Tokenizer.from_str(text)
+        vocab = doc if isinstance(doc, dict) or path.suffix == ".json" else {
             line.rstrip("\n"): i for i, line in enumerate(text.splitlines())}
     except Exception as e:  # tokenizers raises a bare Exception for a malformed file
         raise InputError(f"{path} is neither a tokenizer.json nor a vocabulary file: {e}") from None

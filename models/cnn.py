@@ -7,12 +7,12 @@ the exporter records in the bundle so the runtime feeds it correctly.
 """
 from __future__ import annotations
 
-import pickle
 from typing import Any
 
 import torch
 from torch import nn
 
+from reelrt.models.checkpoints import read_checkpoint
 from reelrt.runtime.errors import InputError
 
 IMAGENET_PREPROCESSING: dict[str, Any] = {
@@ -177,12 +177,12 @@ def build(arch: str, checkpoint: str | None = None, seed: int = 0) -> nn.Module:
     torch.manual_seed(seed)
     if checkpoint is None:
         return cls(num_classes).eval()
+    state = read_checkpoint(checkpoint, f"{arch} state_dict", "save one with torch.save(model.state_dict(), PATH)")
     try:
-        state = torch.load(checkpoint, map_location="cpu", weights_only=True)
         state = state.get("state_dict", state)
         model = cls(head_classes(state) or num_classes)
         model.load_state_dict(state)
-    except (RuntimeError, AttributeError, pickle.UnpicklingError, EOFError) as e:
+    except (RuntimeError, AttributeError) as e:
         raise InputError(f"checkpoint {checkpoint} is not a {arch} state_dict: {str(e).splitlines()[0]}") from None
     return model.eval()
 

@@ -7,7 +7,6 @@ its own length), a forward one reads its output at each text's last token. The e
 from __future__ import annotations
 
 import csv
-import pickle
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -17,6 +16,7 @@ from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
+from reelrt.models.checkpoints import read_checkpoint
 from reelrt.runtime.errors import InputError
 
 PAD, UNK = "[PAD]", "[UNK]"
@@ -24,6 +24,9 @@ PAD_ID = 0                       # the tokenizer's first special token, and the 
 DEFAULT_MAX_LENGTH = 128
 FORTUNES_CSV = Path(__file__).with_name("data") / "fortunes.csv"
 CHECKPOINT_FORMAT = "reelrt-lstm-1"
+# what to do with a file that is not such a checkpoint, e.g. the state_dict of the user's own module
+_OWN_MODULE = ("for your own model's state_dict, pass its class with --module pkg.mod:Class (or file.py:Class)"
+               " and its --tokenizer")
 
 
 @dataclass
@@ -136,12 +139,10 @@ class Checkpoint:
 
     @classmethod
     def load(cls, path: str | Path) -> "Checkpoint":
-        try:
-            doc = torch.load(path, map_location="cpu", weights_only=True)
-        except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as e:
-            raise InputError(f"{path} is not a readable checkpoint: {e}") from None
+        doc = read_checkpoint(path, "checkpoint", f"give one written by `reelrt train lstm`; {_OWN_MODULE}")
         if not isinstance(doc, dict) or doc.get("format") != CHECKPOINT_FORMAT:
-            raise InputError(f"{path} is not an LSTM checkpoint written by `reelrt train lstm`")
+            raise InputError(f"{path} is not an LSTM checkpoint written by `reelrt train lstm`"
+                             f"{' but a state_dict' if _is_state_dict(doc) else ''}; {_OWN_MODULE}")
         try:
             model = LSTMClassifier(LSTMConfig(**doc["config"]))
             model.load_state_dict(doc["state_dict"])
@@ -160,3 +161,7 @@ def random_checkpoint(vocab_size: int, hidden: int, embed_dim: int = 128, layers
     label_names = sorted(set(labels))
     config = LSTMConfig(vocab_size, len(label_names), embed_dim, hidden, layers, bidirectional)
     return Checkpoint(LSTMClassifier(config).eval(), train_tokenizer(texts, vocab_size), label_names)
+
+
+def _is_state_dict(doc) -> bool:
+    return isinstance(doc, dict) and bool(doc) and all(isinstance(v, torch.Tensor) for v in doc.values())

@@ -45,3 +45,17 @@ def test_serving_bench_runs_a_server_and_the_in_process_baseline(gpt2_tiny_bundl
     assert set(report["results"]["reelrt"]) == {"1", "2"} and report["in_process"]["tokens_per_s"] > 0
     # one event per token whose text is complete: a token holding part of a character waits for the next
     assert 0.5 * report["new_tokens"] < report["results"]["reelrt"]["2"]["events_per_request"] <= report["new_tokens"]
+
+
+def test_preprocessing_bench_times_every_interpolation_with_and_without_opencv(tmp_path, capsys):
+    from reelrt.bench.preprocessing import INTERPOLATIONS, main
+    out = tmp_path / "pre.json"
+    assert main(["--size", "16", "--resize", "18", "--gaps", "none,2", "--rounds", "1", "--calls", "1",
+                 "--json", str(out)]) == 0
+    rows = json.loads(out.read_text())["rows"]
+    assert {r["interpolation"] for r in rows if r["backend"] == "opencv"} == set(INTERPOLATIONS)
+    assert {r["interpolation"] for r in rows if r["backend"] == "numpy"} == \
+        set(INTERPOLATIONS) - {"cubic", "nearest", "lanczos"}
+    assert all(r["median_ms"] > 0 for r in rows)
+    assert not any(r["reducing_gap"] for r in rows if r["interpolation"] in ("nearest", "pil-nearest"))
+    assert "| numpy | pil-bicubic | 2.0 |" in capsys.readouterr().out

@@ -31,6 +31,10 @@ INVOCATIONS = [
     "quantize {missing} --precision int8 --out {tmp}/q", "bench {missing}", "run {cnn} --image {missing}",
     "run {cnn} --image {tmp}", "export lstm --checkpoint {missing} --out {tmp}/l", "export cnn --arch digits --checkpoint {missing} --out {tmp}/d",
     "train lstm --csv {missing} --out {tmp}/m.pt", "export gpt2 --checkpoint {missing} --out {tmp}/g", "run {png} --text hi",
+    # files that are not checkpoints: torch's unpickler fails on each in its own way
+    "export cnn --arch resnet18 --checkpoint {garbage} --out {tmp}/r",
+    "export cnn --arch resnet18 --checkpoint {png} --out {tmp}/r",
+    "export lstm --checkpoint {garbage} --out {tmp}/l", "export cnn --arch digits --checkpoint {csv} --out {tmp}/d",
     # the same directory in and out
     "quantize {text} --precision int8 --out {text}", "quantize {cnn} --precision fp16 --out {cnn}",
     # the wrong family or precision
@@ -58,9 +62,11 @@ def places(tmp_path_factory, tiny_text_bundle, gpt2_tiny_bundle):
     cv2.imwrite(str(png), np.zeros((8, 8, 3), np.uint8))
     csv = root / "texts.csv"
     csv.write_text("text,label\nhello there,a\ngood night,b\n" * 4)
+    garbage = root / "passwd"   # the shape of /etc/passwd, which ended in torch's IndexError
+    garbage.write_text("root:x:0:0:root:/root:/bin/bash\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n")
     copies = {name: shutil.copytree(src, root / name) for name, src in (("text", tiny_text_bundle), ("gpt2", gpt2_tiny_bundle))}
     return {"cnn": make_tiny_bundle(root / "cnn"), **copies, "missing": root / "missing", "tmp": root / "scratch",
-            "png": png, "csv": csv}
+            "png": png, "csv": csv, "garbage": garbage}
 
 
 def one_line_exit_2(argv: list[str], capsys) -> str:

@@ -163,7 +163,12 @@ def test_bad_text_modules_on_the_command_line_are_one_line_and_exit_2(tmp_path, 
     own = f"{TESTS / 'own_models.py'}"
     vocab = str(vocabulary(tmp_path / "vocab.txt"))
     (tmp_path / "bad.json").write_text("[1, 2]")
+    torch.save(SentimentLSTM(vocab_size=40).state_dict(), tmp_path / "weights.pt")
     cases = {
+        "state_dict without --module": (["--checkpoint", str(tmp_path / "weights.pt")],
+                                        "but a state_dict; for your own model's state_dict, pass its class with"
+                                        " --module"),
+        "not a checkpoint": (["--checkpoint", vocab], "is not a readable checkpoint"),
         "other shape": (["--module", f"{own}:NormedLSTM", "--tokenizer", vocab], "expected Embedding -> nn.LSTM"),
         "missing tokenizer": (["--module", f"{own}:SentimentLSTM", "--tokenizer", str(tmp_path / "no.json")],
                               "does not exist"),
@@ -177,3 +182,16 @@ def test_bad_text_modules_on_the_command_line_are_one_line_and_exit_2(tmp_path, 
         assert main(["export", "text-classifier", *argv, "--out", str(tmp_path / "never")]) == 2, name
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and message in err, (name, err)
+
+
+@pytest.mark.parametrize("name", ["my-tokenizer.json", "tok.txt", "tokenizer-v2"])
+def test_a_tokenizers_json_is_known_by_its_content_whatever_its_name(tmp_path, name):
+    from reelrt.export.recurrent import read_user_tokenizer
+
+    tokenizer = Tokenizer(models.WordLevel({"[UNK]": 0, "loved": 1, "it": 2, ",": 3, "film": 4}, unk_token="[UNK]"))
+    tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()   # splits "it," where a vocabulary would not
+    tokenizer.normalizer = normalizers.Lowercase()
+    tokenizer.save(str(tmp_path / name))
+    read = read_user_tokenizer(tmp_path / name)
+    assert read.to_str() == tokenizer.to_str()
+    assert read.encode("Loved it, film").ids == tokenizer.encode("Loved it, film").ids == [1, 2, 3, 4]

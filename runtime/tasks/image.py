@@ -5,10 +5,12 @@ Frames arrive the way OpenCV and video decoders hand them over: HxWx3 uint8 BGR 
 decodes files and encoded bytes and resizes fastest; without it raw frames classify the same
 (runtime/tasks/pixels.py does OpenCV's resize and colour arithmetic in numpy, bit for bit), and
 a file or encoded image raises InputError naming the extra. Preprocessing follows the bundle's
-manifest (`preprocessing`: size, resize/crop policy, interpolation, scale, mean/std,
-channel order, NCHW layout). It crops before it resizes, so a 1080p frame costs one
-small resize and colour conversion of the region the model will see, and it writes into
-an input buffer reused from call to call. Interpolation "linear" is the ImageNet models'
+manifest (`preprocessing`: size, resize/crop policy, interpolation, reducing gap, scale,
+mean/std, channel order, NCHW layout). With OpenCV's filters it crops before it resizes, so a
+1080p frame costs one small resize and colour conversion of the region the model will see;
+with PIL's (`pil-*`, what transformers' processors use) it computes only the window of PIL's
+resize of the whole frame that the centre crop keeps (runtime/tasks/antialias.py). It writes
+into an input buffer reused from call to call. Interpolation "linear" is the ImageNet models'
 default: on this machine OpenCV's area filter took 5 ms to shrink the 945x945 centre of a
 1080p frame to 224x224, bilinear 0.12 ms, against a model that runs in 2-4 ms.
 
@@ -43,7 +45,7 @@ from reelrt.runtime.backends.session import ThreadPolicy
 from reelrt.runtime.bundle import Bundle
 from reelrt.runtime.bundle.manifest import Manifest
 from reelrt.runtime.errors import BackendUnavailableError, BundleError, InputError
-from reelrt.runtime.tasks import pixels
+from reelrt.runtime.tasks import antialias, pixels
 from reelrt.runtime.tasks.model import Model
 from reelrt.runtime.tasks.ranking import Head, read_head
 
@@ -53,7 +55,8 @@ Prediction = list[tuple[str, float]]
 _LAYOUTS = {(1, False): "GRAY", (1, True): "GRAY", (3, False): "BGR", (3, True): "RGB",
             (4, False): "BGRA", (4, True): "RGBA"}
 _ORDERS = ("RGB", "BGR", "GRAY")
-# the manifest's interpolation names -> OpenCV's flags (numpy has area and linear only)
+# the manifest's OpenCV interpolation names -> OpenCV's flags (numpy has area and linear only); the
+# PIL filters (antialias.NAMES) are numpy's own, with OpenCV's area filter for their whole-factor reduction
 _INTERPOLATION = {"area": "INTER_AREA", "linear": "INTER_LINEAR", "cubic": "INTER_CUBIC", "nearest": "INTER_NEAREST",
                   "lanczos": "INTER_LANCZOS4"}
 _NUMPY_RESIZE = {"area": pixels.resize_area, "linear": pixels.resize_linear}
@@ -70,6 +73,10 @@ class Preprocessor:
             self.resize = policy.get("resize")
             self.crop = policy.get("crop", "center" if self.resize else "none")
             self.interpolation = policy.get("interpolation", "area")
+            self.reducing_gap = policy.get("reducing_gap")
+            if self.reducing_gap is not None and not (isinstance(self.reducing_gap, (int, float))
+                                                      and self.reducing_gap >= 1):
+                raise ValueError("reducing_gap must be a number of at least 1")
             scale = float(policy.get("scale", 255.0))
             self.channels = 1 if self.order == "GRAY" else 3
             mean = np.asarray(policy.get("mean", [0.0] * self.channels), np.float32) * scale
@@ -79,21 +86,37 @@ class Preprocessor:
         if self.order not in _ORDERS or policy.get("layout", "NCHW") != "NCHW" or self.crop not in ("center", "none"):
             raise BundleError(f"unsupported preprocessing {policy}: channel_order RGB/BGR/GRAY, layout NCHW,"
                               " crop center/none")
-        if self.interpolation not in _INTERPOLATION:
+        self.pil = self.interpolation in antialias.NAMES
+        if self.interpolation not in _INTERPOLATION and not self.pil:
             raise BundleError(f"unsupported preprocessing interpolation {self.interpolation!r}:"
-                              f" one of {sorted(_INTERPOLATION)}")
-        if cv2 is None and self.interpolation not in _NUMPY_RESIZE:
+                              f" one of {sorted(_INTERPOLATION) + list(antialias.NAMES)}")
+        if cv2 is None and self.interpolation not in _NUMPY_RESIZE and not self.pil:
             raise BackendUnavailableError(f"this bundle resizes with {self.interpolation!r} interpolation, which needs"
                                           " OpenCV: pip install 'reelrt[images]'")
         if self.crop == "center" and (not isinstance(self.resize, (int, float)) or self.resize <= 0):
             raise BundleError(f"preprocessing crop 'center' needs a positive 'resize' (the shorter side): {policy}")
+        if self.pil and self.crop == "center" and (self.resize != int(self.resize) or self.resize < max(self.height,
+                                                                                                      self.width)):
+            raise BundleError(f"preprocessing with {self.interpolation} scales the shorter side to a whole 'resize' of"
+                              f" at least the size, then crops: {policy}")
         if mean.shape != (self.channels,) or std.shape != (self.channels,) or not (std > 0).all():
             raise BundleError(f"preprocessing mean/std must hold {self.channels} values (std > 0): {policy}")
         self.mean = mean.reshape(-1, 1, 1)
         self.inv_std = (1.0 / std).astype(np.float32).reshape(-1, 1, 1)
 
+    def resized(self, h: int, w: int) -> tuple[tuple[int, int], tuple[int, int]]:
+        """For the PIL filters: the (H, W) the whole h x w frame is resized to, and the (top, left) of the
+        model's window in it. The shorter side becomes `resize`, the longer int(resize * long / short),
+        and the crop's offsets are floored, as transformers' image processors compute them."""
+        if self.crop == "none":
+            return (self.height, self.width), (0, 0)
+        edge = int(self.resize)
+        full = (edge, int(edge * w / h)) if h <= w else (int(edge * h / w), edge)
+        return full, ((full[0] - self.height) // 2, (full[1] - self.width) // 2)
+
     def region(self, h: int, w: int) -> tuple[int, int, int, int]:
-        """The (y0, y1, x0, x1) window of an h x w frame that the model sees."""
+        """The (y0, y1, x0, x1) window of an h x w frame that the model sees (OpenCV filters: cropped in
+        the frame, then resized)."""
         if self.crop == "none":
             return 0, h, 0, w
         scale = float(self.resize) / min(h, w)
@@ -110,10 +133,17 @@ class Preprocessor:
         return out
 
     def __call__(self, frame: np.ndarray, rgb: bool, out: np.ndarray) -> None:
-        y0, y1, x0, x1 = self.region(*frame.shape[:2])
-        window = frame[y0:y1, x0:x1]
+        if self.pil:
+            full, (top, left) = self.resized(*frame.shape[:2])
+            window = antialias.resize_window(frame, full, (top, left, self.height, self.width), self.interpolation,
+                                             self.reducing_gap, reduce=_box_reduce if cv2 is not None else None)
+        else:
+            y0, y1, x0, x1 = self.region(*frame.shape[:2])
+            window = frame[y0:y1, x0:x1]
         if window.shape[:2] != (self.height, self.width):
             shrinking = window.shape[0] >= self.height and window.shape[1] >= self.width
+            if shrinking and self.reducing_gap is not None and self.interpolation != "nearest":
+                window = _prereduce(window, self.height, self.width, self.reducing_gap)
             window = _resize(window, self.width, self.height, self.interpolation if shrinking else "linear")
         layout = _LAYOUTS[(1 if window.ndim == 2 else window.shape[2], rgb)]
         if layout != self.order:
@@ -122,6 +152,26 @@ class Preprocessor:
         chw = window.reshape(self.height, self.width, self.channels).transpose(2, 0, 1)
         np.subtract(chw, self.mean, out=out, dtype=np.float32)
         np.multiply(out, self.inv_std, out=out)
+
+
+def _prereduce(window: np.ndarray, height: int, width: int, gap: float) -> np.ndarray:
+    """The region averaged over whole cells of floor(scale / gap) pixels per axis, before the filter
+    resizes the rest (the manifest's reducing_gap, for the OpenCV filters); the region is first trimmed
+    evenly to whole cells, losing less than a cell."""
+    ky, kx = (max(1, int(n / m / gap)) for n, m in zip(window.shape[:2], (height, width)))
+    if ky == 1 and kx == 1:
+        return window
+    h, w = window.shape[0] // ky * ky, window.shape[1] // kx * kx
+    y0, x0 = (window.shape[0] - h) // 2, (window.shape[1] - w) // 2
+    return _box_reduce(window[y0:y0 + h, x0:x0 + w], ky, kx)
+
+
+def _box_reduce(img: np.ndarray, ky: int, kx: int) -> np.ndarray:
+    """The rounded mean of each ky x kx cell (whole cells): OpenCV's area filter, else numpy sums."""
+    if cv2 is None:
+        return antialias.box_reduce(img if img.ndim == 3 else img[:, :, None], ky, kx).reshape(
+            img.shape[0] // ky, img.shape[1] // kx, *img.shape[2:])
+    return cv2.resize(img, (img.shape[1] // kx, img.shape[0] // ky), interpolation=cv2.INTER_AREA)
 
 
 def _resize(window: np.ndarray, width: int, height: int, interpolation: str) -> np.ndarray:

@@ -21,9 +21,11 @@ def resize_linear(img: np.ndarray, width: int, height: int) -> np.ndarray:
     """cv2.resize(img, (width, height), interpolation=cv2.INTER_LINEAR) for uint8 HxW or HxWxC."""
     y0, y1, b0, b1 = _linear_taps(img.shape[0], height, clamp_weights=False)
     x0, x1, a0, a1 = _linear_taps(img.shape[1], width, clamp_weights=True)
-    pixels = _hwc(img).astype(np.int32)
-    rows = pixels[:, x0] * a0[:, None] + pixels[:, x1] * a1[:, None]      # horizontal pass, H x width x C
-    top, bottom = rows[y0] >> 4, rows[y1] >> 4
+    used, at = np.unique(np.concatenate([y0, y1]), return_inverse=True)   # the rows the vertical taps read
+    pixels = _hwc(img)[used]
+    left, right = pixels[:, x0].astype(np.int32), pixels[:, x1].astype(np.int32)
+    rows = left * a0[:, None] + right * a1[:, None]      # horizontal pass, rows x width x C
+    top, bottom = rows[at[:height]] >> 4, rows[at[height:]] >> 4
     out = (((top * b0[:, None, None]) >> 16) + ((bottom * b1[:, None, None]) >> 16) + 2) >> 2
     return _like(img, np.clip(out, 0, 255).astype(np.uint8))
 

@@ -30,6 +30,9 @@ export function policy(p) {
     throw new BundleError(`unsupported preprocessing ${JSON.stringify(p)}`);
   }
   if (out.mean.length !== channels || out.std.length !== channels) throw new BundleError("mean/std need one value per channel");
+  if (!["area", "linear"].includes(out.interpolation) || (p.reducing_gap ?? null) !== null) {
+    throw new BundleError(`interpolation ${JSON.stringify(out.interpolation)}${p.reducing_gap ? ` with reducing_gap ${p.reducing_gap}` : ""} is not implemented by this client (area, linear; no reducing_gap)`);
+  }
   return out;
 }
 
