@@ -23,8 +23,9 @@ from typing import Any, AsyncIterator
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
-from reelrt.runtime.tasks.generation.generator import TextPieces, check_stops
-from reelrt.runtime.tasks.generation.slots import Finish, Job
+from reelrt.runtime.tasks.generation.pieces import TextPieces, check_stops
+from reelrt.runtime.tasks.generation.request import Finish
+from reelrt.runtime.tasks.generation.scheduler import Job
 from reelrt.serve.http import ApiError
 from reelrt.serve.metrics import Metrics
 from reelrt.serve.models import Hosted, Options
@@ -92,7 +93,7 @@ def _prompts(prompt: Any, gen) -> list[list[int]]:
         if isinstance(p, str):
             if not p:
                 raise ApiError(400, "a prompt must not be empty")
-            return gen._encode(p)
+            return gen.encode(p)
         if isinstance(p, list) and p and all(isinstance(t, int) and not isinstance(t, bool) for t in p):
             return p
         raise ApiError(400, "prompt must be a non-empty string, a list of token ids, or a list of these")
@@ -179,7 +180,7 @@ async def _pieces(request: Request, choices: list[_Choice], events: asyncio.Queu
             last[i] = now
             c.tokens += 1
             metrics.generated(model)
-            piece = c.text.push(event)
+            piece = c.text.push(event.token)
             if c.text.stopped:
                 c.finish = "stop"
                 c.job.cancel()
@@ -210,7 +211,7 @@ def _event(data: dict) -> str:
 
 
 def _usage(choices: list[_Choice]) -> dict:
-    prompt = sum(len(c.job.ids) for c in choices)
+    prompt = sum(len(c.job.req.prompt) for c in choices)
     completion = sum(c.tokens for c in choices)
     return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion,
             "prompt_tokens_details": {"cached_tokens": sum(c.cached for c in choices)}}

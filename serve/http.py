@@ -10,7 +10,7 @@ from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from reelrt.runtime.errors import InputError, ReelrtError
-from reelrt.runtime.tasks.generation.slots import QueueFullError
+from reelrt.runtime.tasks.backpressure import QueueFullError
 
 RETRY_AFTER_S = 1
 

@@ -6,7 +6,9 @@ import threading
 import pytest
 
 from reelrt.runtime import InputError, ReelrtError, load
-from reelrt.runtime.tasks.generation.slots import Finish, QueueFullError, SlotGenerator
+from reelrt.runtime.tasks.backpressure import QueueFullError
+from reelrt.runtime.tasks.generation.request import Finish
+from reelrt.runtime.tasks.generation.slots import SlotGenerator
 
 PROMPTS = [f"Rumour {i}: the miller" + " said" * i for i in range(9)]
 
@@ -58,7 +60,7 @@ def test_a_shared_prefix_is_prefilled_once(gen):
             done.wait(30)
         finishes = [e for e in events if isinstance(e, Finish)]
         assert [f.cached_tokens for f in finishes] == [0, len(persona)]
-        tokens = [e for e in events if not isinstance(e, Finish)]
+        tokens = [e.token for e in events if not isinstance(e, Finish)]
         assert tokens[5:] == want
 
 
