@@ -18,7 +18,9 @@ from reelrt.runtime.bundle import BundleWriter
 from reelrt.runtime.bundle.layout import REFERENCE_INPUTS, REFERENCE_OUTPUTS
 from reelrt.runtime.errors import InputError
 from reelrt.runtime.bundle.manifest import Manifest, TensorSpec
+from reelrt.runtime.tasks.generation.config import DecoderConfig
 from reelrt.runtime.tasks.generation.decoder import KINDS, PAST, PRESENT
+from reelrt.runtime.tasks.generation.defaults import GENERATION
 
 GREEDY_STEPS = 64
 VALIDATION_PROMPT = ("The interpreter reads the statement, evaluates each expression from left to right,"
@@ -66,16 +68,17 @@ def export(out: str | Path, checkpoint: str | Path | None = None, config: str | 
     counts = fused_counts(graph)
     if counts != expected_fused_counts(cfg.n_layer):
         raise ValidationError(f"fused operators {counts}, expected {expected_fused_counts(cfg.n_layer)}")
-    facts = {"n_layer": cfg.n_layer, "n_head": cfg.n_head, "n_embd": cfg.n_embd, "head_dim": cfg.n_embd // cfg.n_head,
-             "vocab_size": cfg.vocab_size, "max_context": max_context, "eos_token_id": eos, "fused_ops": counts,
-             "weight_bytes_per_token": streamed_weight_bytes(graph)}
+    decoder = DecoderConfig(n_layer=cfg.n_layer, n_head=cfg.n_head, head_dim=cfg.n_embd // cfg.n_head,
+                           max_context=max_context, vocab_size=cfg.vocab_size, n_embd=cfg.n_embd, eos_token_id=eos,
+                           extra={"fused_ops": counts, "weight_bytes_per_token": streamed_weight_bytes(graph)})
+    facts = decoder.to_facts()
 
-    generation = {"max_new_tokens": 64, "temperature": 0.0, "top_k": 0, "top_p": 1.0, "repetition_penalty": 1.0}
+    generation = dict(GENERATION)
     with BundleWriter(out) as w:
         save(graph, w.dir / "model.onnx")
         del graph
         tokenizer.save(str(w.dir / "tokenizer.json"))
-        write_genai_files(w.dir, facts, generation, gpt2.EOS_TOKEN)
+        write_genai_files(w.dir, decoder, generation, gpt2.EOS_TOKEN)
         prompt = tokenizer.encode(VALIDATION_PROMPT).ids
         validation = validate(model, w.dir / "model.onnx", facts, prompt, random_weights, threads)
         write_reference(model, prompt[:max_context - 1], decoder_outputs(facts)[0], w.dir)

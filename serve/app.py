@@ -17,11 +17,14 @@ Retry-After, 504); nothing a request sends can end the process.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import time
+import uuid
 from typing import Awaitable, Callable
 
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -30,9 +33,12 @@ from reelrt import __version__
 from reelrt.serve import completions, inference
 from reelrt.serve.http import ApiError, ApiKey, api_error, error_response, parse_json, read_body
 from reelrt.serve.metrics import Metrics
-from reelrt.serve.models import Hosted, Options, close_all, load_all
+from reelrt.serve.models import Hosted, close_all, load_all
+from reelrt.serve.options import Options
 
 Handler = Callable[[Request], Awaitable[Response]]
+log = logging.getLogger("reelrt.serve")
+REPLICA = uuid.uuid4().hex[:12]  # this process's name in GET /v2 (Ray's replicas are processes of their own)
 
 
 def build_app(targets: dict[str, str | os.PathLike], options: Options | None = None) -> Starlette:
@@ -44,6 +50,7 @@ def build_app(targets: dict[str, str | os.PathLike], options: Options | None = N
     async def lifespan(app):
         state["hosted"] = hosted = load_all(targets, options)
         state["metrics"] = Metrics(hosted)
+        log.info("reelrt %s serving %s at http://%s:%d", __version__, describe(hosted), options.host, options.port)
         try:
             yield
         finally:
@@ -76,10 +83,32 @@ def build_app(targets: dict[str, str | os.PathLike], options: Options | None = N
         route("/v2/models/{name}/infer", "infer", ["POST"], False, _infer),
         route("/metrics", "metrics", ["GET"], False, _metrics),
     ]
-    app = Starlette(routes=routes, lifespan=lifespan)
+    app = Starlette(routes=routes, lifespan=lifespan,
+                    exception_handlers={HTTPException: _unrouted})
     if options.api_key:
         app.add_middleware(ApiKey, key=options.api_key)
     return app
+
+
+def describe(hosted: dict[str, Hosted]) -> str:
+    """What the start-up line says of each bundle: its task, slots and threads."""
+    parts = []
+    for name, h in hosted.items():
+        slots = f", {len(h.slots.scheduler.slots)} slots" if h.slots is not None else ""
+        parts.append(f"{name} ({h.task}{slots}, {h.model.threads.threads} threads)")
+    return ", ".join(parts)
+
+
+async def _unrouted(request: Request, e: HTTPException) -> Response:
+    """An unknown route (404) or method (405) answers JSON too: OpenAI's error shape, or the
+    Open Inference Protocol's under /v2."""
+    kind = "not_found_error" if e.status_code == 404 else "invalid_request_error"
+    message = (f"no route {request.method} {request.url.path}" if e.status_code == 404
+               else f"{request.url.path} does not take {request.method}")
+    response = error_response(ApiError(e.status_code, message, kind), not request.url.path.startswith("/v2"))
+    if e.headers:
+        response.headers.update(e.headers)
+    return response
 
 
 def _find(request: Request, hosted: dict[str, Hosted], name: object) -> Hosted:
@@ -115,7 +144,7 @@ async def _classify(request, hosted, options, metrics) -> Response:
 
 async def _server(request, hosted, options, metrics) -> Response:
     return JSONResponse({"name": "reelrt", "version": __version__, "extensions": ["binary_tensor_data"],
-                         "parameters": {"pid": os.getpid()}})  # which process answered (replicas differ)
+                         "parameters": {"replica": REPLICA}})  # which replica answered: a random name, not its pid
 
 
 async def _live(request, hosted, options, metrics) -> Response:

@@ -28,7 +28,8 @@ from reelrt.runtime.tasks.generation.request import Finish
 from reelrt.runtime.tasks.generation.scheduler import Job
 from reelrt.serve.http import ApiError
 from reelrt.serve.metrics import Metrics
-from reelrt.serve.models import Hosted, Options
+from reelrt.serve.models import Hosted
+from reelrt.serve.options import Options
 
 # OpenAI parameters accepted with their no-op value only (anything else is refused, not ignored)
 _NEUTRAL = {"n": 1, "best_of": 1, "echo": False, "logprobs": None, "presence_penalty": 0, "frequency_penalty": 0,

@@ -39,7 +39,7 @@ def test_tiny_export_records_fused_operators_and_validation(gpt2_tiny_bundle):
 def test_checkpoint_of_any_shape_exports_and_matches_transformers_greedy(odd_checkpoint, tmp_path):
     out = export_gpt2.export(tmp_path / "odd", checkpoint=odd_checkpoint, max_context=80, threads=1)
     generator = load(out, threads=1)
-    assert (generator.n_layer, generator.max_context) == (3, 80)
+    assert (generator.config.n_layer, generator.config.max_context) == (3, 80)
     model = gpt2.load_checkpoint(odd_checkpoint)
     prompt = generator.tokenizer.encode("The module object is created and bound to the name.").ids
     ours = generator.generate_ids(prompt, max_new_tokens=48, stop_token_ids=())

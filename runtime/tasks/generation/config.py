@@ -12,9 +12,9 @@ from typing import Any, Mapping
 
 from reelrt.runtime.bundle.manifest import Manifest
 from reelrt.runtime.errors import BundleError
+from reelrt.runtime.tasks.generation.defaults import GENERATION
 
 SIZES = ("n_layer", "n_head", "head_dim", "max_context", "vocab_size")
-GENERATION_DEFAULTS = {"max_new_tokens": 64, "temperature": 0.0, "top_k": 0, "top_p": 1.0, "repetition_penalty": 1.0}
 
 
 @dataclass(frozen=True)
@@ -60,4 +60,4 @@ class DecoderConfig:
 
 def generation_defaults(manifest: Manifest) -> dict[str, Any]:
     """The bundle's generation defaults over reelrt's own (greedy, 64 new tokens)."""
-    return {**GENERATION_DEFAULTS, **manifest.generation}
+    return {**GENERATION, **manifest.generation}

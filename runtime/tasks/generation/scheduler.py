@@ -26,11 +26,9 @@ import numpy as np
 from reelrt.runtime.errors import InputError
 from reelrt.runtime.tasks.backpressure import Line
 from reelrt.runtime.tasks.generation.decoder import KVDecoder
+from reelrt.runtime.tasks.generation.defaults import MAX_WAITING, PREFILL_CHUNK
 from reelrt.runtime.tasks.generation.request import Finish, Pick, Request
 from reelrt.runtime.tasks.generation.sampling import Sampler
-
-PREFILL_CHUNK = 16  # prompt tokens run per step while others decode (bench/RESULTS.md, "Serving": the trade)
-MAX_WAITING = 64    # requests waiting for a slot before the line refuses
 
 
 @dataclass(eq=False)

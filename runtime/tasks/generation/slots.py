@@ -26,7 +26,8 @@ from reelrt.runtime.errors import ReelrtError
 from reelrt.runtime.tasks.generation.generator import TextGenerator
 from reelrt.runtime.tasks.generation.pieces import TextPieces, check_stops, text_of
 from reelrt.runtime.tasks.generation.request import Finish, Pick, Request
-from reelrt.runtime.tasks.generation.scheduler import MAX_WAITING, PREFILL_CHUNK, Job, Scheduler
+from reelrt.runtime.tasks.generation.defaults import MAX_WAITING, PREFILL_CHUNK
+from reelrt.runtime.tasks.generation.scheduler import Job, Scheduler
 
 
 class SlotGenerator:
