@@ -62,7 +62,7 @@ def systems(bundles: list[Bundle], peers: set[str] | None, threads: int) -> tupl
     for bundle in bundles:
         m = bundle.manifest
         workload, new = _workload(bundle), new_tokens(bundle)
-        sources.setdefault(workload, (_source(bundle), new))
+        sources.setdefault(workload, (weights_source(bundle), new))
         rows.append(System(f"reelrt {m.precision}", workload, "reelrt.bench.gpt2:reelrt_generation",
                            {"bundle": str(bundle.root), "threads": threads, "new_tokens": new}, is_reelrt=True,
                            size_bytes=sum(a.size for p, a in m.artifacts.items() if p.startswith(m.model)),
@@ -252,7 +252,7 @@ def llama_generation(gguf: str, threads: int, new_tokens: int) -> Step:
 
 # ---- weights for the peers ----------------------------------------------------------------
 
-def _source(bundle: Bundle) -> dict:
+def weights_source(bundle: Bundle) -> dict:
     """Where the peers get the bundle's weights: its checkpoint directory, or its random config and seed."""
     m = bundle.manifest
     prov = m.provenance  # a quantized bundle keeps its source's provenance
