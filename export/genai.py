@@ -70,14 +70,17 @@ def genai_config(config: DecoderConfig, generation: dict, model_file: str = MODE
     }
 
 
-def tokenizer_config(eos_token: str, max_context: int) -> dict:
-    """tokenizer_config.json beside tokenizer.json: genai's tokenizer takes the class from it."""
+def tokenizer_config(eos_token: str, max_context: int, chat_template: str) -> dict:
+    """tokenizer_config.json beside tokenizer.json: genai's tokenizer takes the class (and its
+    apply_chat_template the template) from it."""
     return {"tokenizer_class": "GPT2Tokenizer", "bos_token": eos_token, "eos_token": eos_token,
             "unk_token": eos_token, "add_bos_token": False, "add_prefix_space": False,
-            "model_max_length": max_context, "clean_up_tokenization_spaces": False}
+            "model_max_length": max_context, "clean_up_tokenization_spaces": False, "chat_template": chat_template}
 
 
-def write_genai_files(directory: Path, config: DecoderConfig, generation: dict, eos_token: str) -> None:
+def write_genai_files(directory: Path, config: DecoderConfig, generation: dict, eos_token: str,
+                      chat_template: str) -> None:
     """Write genai_config.json and tokenizer_config.json into a bundle being built."""
     (directory / GENAI_CONFIG).write_text(json.dumps(genai_config(config, generation), indent=2) + "\n")
-    (directory / TOKENIZER_CONFIG).write_text(json.dumps(tokenizer_config(eos_token, config.max_context), indent=2) + "\n")
+    tokenizer = tokenizer_config(eos_token, config.max_context, chat_template)
+    (directory / TOKENIZER_CONFIG).write_text(json.dumps(tokenizer, indent=2) + "\n")
