@@ -6,13 +6,16 @@
 Routes:
     GET  /v1/models                          OpenAI model list
     POST /v1/completions                     OpenAI completions (stream: server-sent events)
+    POST /v1/chat/completions                OpenAI chat completions (the bundle's chat template)
     POST /v1/classify?model=NAME             multipart image=@file, or JSON {"text": ...}
     GET  /v2, /v2/health/live, /v2/health/ready, /v2/models/{name}, /v2/models/{name}/ready
     POST /v2/models/{name}/infer             Open Inference Protocol v2
     GET  /metrics                            Prometheus text
 
-Every failure of a request becomes an answer (400 with the reason, 404, 413, 429/503 with
-Retry-After, 504); nothing a request sends can end the process.
+Every failure of a request becomes an answer (400 with the reason, 404, 405, 413, 429/503 with
+Retry-After, 501 for an extra the server lacks, 504), JSON in OpenAI's error shape (the Open
+Inference Protocol's under /v2), unknown routes and methods included; nothing a request sends
+can end the process.
 """
 from __future__ import annotations
 
@@ -30,7 +33,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from reelrt import __version__
-from reelrt.serve import completions, inference
+from reelrt.serve import chat, completions, inference
 from reelrt.serve.http import ApiError, ApiKey, api_error, error_response, parse_json, read_body
 from reelrt.serve.metrics import Metrics
 from reelrt.serve.models import Hosted, close_all, load_all
@@ -73,7 +76,8 @@ def build_app(targets: dict[str, str | os.PathLike], options: Options | None = N
 
     routes = [
         route("/v1/models", "models", ["GET"], True, _models),
-        route("/v1/completions", "completions", ["POST"], True, _completions),
+        route("/v1/completions", "completions", ["POST"], True, _generating(completions.completions)),
+        route("/v1/chat/completions", "chat", ["POST"], True, _generating(chat.chat_completions)),
         route("/v1/classify", "classify", ["POST"], True, _classify),
         route("/v2", "server", ["GET"], False, _server),
         route("/v2/health/live", "live", ["GET"], False, _live),
@@ -125,12 +129,15 @@ async def _models(request, hosted, options, metrics) -> Response:
         for name, h in hosted.items()]})
 
 
-async def _completions(request, hosted, options, metrics) -> Response:
-    body = parse_json(await read_body(request, options.max_body_bytes))
-    h = _find(request, hosted, body.get("model"))
-    if h.slots is None:
-        raise ApiError(400, f"{h.name} is a {h.task} model: use /v1/classify or /v2/models/{h.name}/infer")
-    return await completions.completions(request, body, h, options, metrics)
+def _generating(answer):
+    """A route of a text-generation model: the body's model must generate."""
+    async def handle(request, hosted, options, metrics) -> Response:
+        body = parse_json(await read_body(request, options.max_body_bytes))
+        h = _find(request, hosted, body.get("model"))
+        if h.slots is None:
+            raise ApiError(400, f"{h.name} is a {h.task} model: use /v1/classify or /v2/models/{h.name}/infer")
+        return await answer(request, body, h, options, metrics)
+    return handle
 
 
 async def _classify(request, hosted, options, metrics) -> Response:

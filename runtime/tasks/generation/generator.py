@@ -18,9 +18,10 @@ per thread to generate in parallel.
 """
 from __future__ import annotations
 
+import json
 import threading
 import warnings
-from typing import Any, Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -32,10 +33,13 @@ from reelrt.runtime.tasks.generation.config import DecoderConfig, generation_def
 from reelrt.runtime.tasks.generation.decoder import KVDecoder
 from reelrt.runtime.tasks.generation.pieces import TextPieces, check_stops, text_of
 from reelrt.runtime.tasks.generation.request import Finish, Pick, Request, build_request, is_int
-from reelrt.runtime.tasks.generation.sampling import Mask
+from reelrt.runtime.tasks.generation.sampling import Constraint
 from reelrt.runtime.tasks.generation.scheduler import Scheduler
 from reelrt.runtime.tasks.model import Model
 from reelrt.runtime.tasks.tokenizer import read_tokenizer
+
+if TYPE_CHECKING:  # the grammar extra
+    from reelrt.runtime.tasks.generation.grammar import ConstraintSpec
 
 _LENT = -1  # TextGenerator._owner while a scheduler of another thread drives the decoder (lend_decoder)
 
@@ -86,14 +90,19 @@ class TextGenerator(Model):
     def generate(self, prompt: str | Sequence[str], max_new_tokens: int | None = None, *,
                  temperature: float | None = None, top_k: int | None = None, top_p: float | None = None,
                  repetition_penalty: float | None = None, stop: Sequence[str] = (), seed: int | None = None,
-                 truncate: bool = False) -> str | list[str]:
-        """The continuation of a prompt (or of each prompt of a list), cut before the first stop string."""
+                 truncate: bool = False, json_schema: dict | str | None = None,
+                 grammar: str | None = None) -> str | list[str]:
+        """The continuation of a prompt (or of each prompt of a list), cut before the first stop string.
+        json_schema (a schema as a dict or JSON text) or grammar (Lark or GBNF text) constrains it:
+        the answer is a document of that schema or grammar (whole unless max_new_tokens runs out)."""
         prompts = [prompt] if isinstance(prompt, str) else list(prompt) if _is_str_list(prompt) else None
         if not prompts:
             raise InputError("prompt must be a non-empty string or a non-empty list of strings")
         stops = check_stops(stop)
+        constraint = self.constraint(constraint_spec(json_schema, grammar))
         reqs = [self.request(self.encode(p), max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
-                             repetition_penalty=repetition_penalty, seed=seed, truncate=truncate) for p in prompts]
+                             repetition_penalty=repetition_penalty, seed=seed, truncate=truncate,
+                             constraint=constraint) for p in prompts]
         texts = [TextPieces(self.tokenizer, stops) for _ in prompts]
         pieces: list[list[str]] = [[] for _ in prompts]
         for jobs, events in self._generation(reqs):
@@ -107,13 +116,15 @@ class TextGenerator(Model):
 
     def stream(self, prompt: str, max_new_tokens: int | None = None, *, temperature: float | None = None,
                top_k: int | None = None, top_p: float | None = None, repetition_penalty: float | None = None,
-               stop: Sequence[str] = (), seed: int | None = None, truncate: bool = False) -> Iterator[str]:
+               stop: Sequence[str] = (), seed: int | None = None, truncate: bool = False,
+               json_schema: dict | str | None = None, grammar: str | None = None) -> Iterator[str]:
         """Yield the continuation in pieces as tokens arrive; the pieces join to what `generate` returns."""
         if not isinstance(prompt, str) or not prompt:
             raise InputError("prompt must be a non-empty string")
         stops = check_stops(stop)
         req = self.request(self.encode(prompt), max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
-                           repetition_penalty=repetition_penalty, seed=seed, truncate=truncate)
+                           repetition_penalty=repetition_penalty, seed=seed, truncate=truncate,
+                           constraint=self.constraint(constraint_spec(json_schema, grammar)))
         return text_of(self._tokens(req), TextPieces(self.tokenizer, stops))
 
     def generate_ids(self, ids: Sequence[int] | Sequence[Sequence[int]], max_new_tokens: int | None = None, *,
@@ -159,11 +170,19 @@ class TextGenerator(Model):
             raise InputError(f"cannot tokenize the prompt {prompt[:40]!r}: {e}") from None
 
     def request(self, ids: Sequence[int], max_new_tokens: int | None = None, *, text: bool = True,
-                constraint: Callable[[], Mask] | None = None, **params: Any) -> Request:
+                constraint: Callable[[], Constraint] | None = None, **params: Any) -> Request:
         """A checked Request for prompt ids, with this bundle's defaults and limits (the public
         way in for a scheduler's clients). text=True never samples ids the tokenizer cannot spell."""
         return build_request(self.config, self.defaults, ids, max_new_tokens=max_new_tokens,
                              vocab_limit=self.text_vocab if text else self.vocab_size, constraint=constraint, **params)
+
+    def constraint(self, spec: ConstraintSpec | None) -> Callable[[], Constraint] | None:
+        """What makes each request's constraint for `spec` (compiled once per spec and tokenizer),
+        for TextGenerator.request(constraint=...); None for no spec."""
+        if spec is None:
+            return None
+        from reelrt.runtime.tasks.generation.grammar import Grammar
+        return Grammar.compile(spec, self.tokenizer, self.vocab_size, self.eos_token_id).constraint
 
     # ---- the decoder: one driver at a time -----------------------------------------------
 
@@ -224,6 +243,20 @@ class TextGenerator(Model):
             for _, event in events:
                 if isinstance(event, Pick):
                     yield event.token
+
+
+def constraint_spec(json_schema: dict | str | None = None, grammar: str | None = None) -> ConstraintSpec | None:
+    """The spec of generate's json_schema= or grammar= (at most one)."""
+    if json_schema is not None and grammar is not None:
+        raise InputError("pass json_schema or grammar, not both")
+    if json_schema is not None:
+        from reelrt.runtime.tasks.generation.grammar import ConstraintSpec
+        text = json_schema if isinstance(json_schema, str) else json.dumps(json_schema)
+        return ConstraintSpec("json_schema", text)
+    if grammar is not None:
+        from reelrt.runtime.tasks.generation.grammar import ConstraintSpec
+        return ConstraintSpec("grammar", grammar)
+    return None
 
 
 def _id_rows(ids) -> tuple[bool, list[list] | None]:

@@ -13,7 +13,7 @@ import numpy as np
 
 from reelrt.runtime.errors import InputError
 from reelrt.runtime.tasks.generation.config import DecoderConfig
-from reelrt.runtime.tasks.generation.sampling import MAX_TOP_LOGPROBS, Mask, Pick, SamplingParams
+from reelrt.runtime.tasks.generation.sampling import MAX_TOP_LOGPROBS, Constraint, Pick, SamplingParams
 
 __all__ = ["Finish", "Pick", "Request", "build_request"]
 
@@ -28,7 +28,7 @@ class Request:
     stop_ids: frozenset[int] = frozenset()
     vocab_limit: int = 0                    # ids at or above it are never produced
     logprobs: int | None = None             # None: no log-probabilities; k: the token's and k alternatives
-    constraint: Callable[[], Mask] | None = field(default=None, compare=False)  # a fresh one per request
+    constraint: Callable[[], Constraint] | None = field(default=None, compare=False)  # a fresh one per request
 
 
 @dataclass(frozen=True)
@@ -45,7 +45,7 @@ def build_request(config: DecoderConfig, defaults: Mapping[str, Any], prompt: Se
                   max_new_tokens: int | None = None, temperature: float | None = None, top_k: int | None = None,
                   top_p: float | None = None, repetition_penalty: float | None = None, seed: int | None = None,
                   stop_token_ids: Sequence[int] | None = None, truncate: bool = False, vocab_limit: int | None = None,
-                  logprobs: int | None = None, constraint: Callable[[], Mask] | None = None) -> Request:
+                  logprobs: int | None = None, constraint: Callable[[], Constraint] | None = None) -> Request:
     """A checked request; parameters left as None take `defaults` (the bundle's). Prompt ids must
     be ids of the model; stop_token_ids None means the end-of-text token."""
     pick = lambda value, key: value if value is not None else defaults[key]

@@ -47,10 +47,20 @@ def _real(x) -> bool:
     return isinstance(x, (int, float, np.floating, np.integer)) and not isinstance(x, bool) and np.isfinite(x)
 
 
-class Mask(Protocol):
-    """What a constraint gives the sampler: the ids allowed next (bool over the vocabulary)."""
+class Constraint(Protocol):
+    """One request's grammar state (runtime/tasks/generation/grammar.py's Constraint): the ids
+    allowed next, the sampled token accepted, the tokens forced next (accepted as they are
+    returned), whether the answer is complete, and the next mask started in the background."""
 
     def allowed(self) -> np.ndarray: ...
+
+    def accept(self, token_id: int) -> None: ...
+
+    def forced(self, limit: int | None = None) -> list[int]: ...
+
+    def is_done(self) -> bool: ...
+
+    def start_mask(self) -> None: ...
 
 
 class LogitsProcessor(Protocol):
@@ -90,7 +100,7 @@ class RepetitionPenalty:
 class ConstraintMask:
     """-inf for every id the constraint does not allow next."""
 
-    def __init__(self, constraint: Mask):
+    def __init__(self, constraint: Constraint):
         self.constraint = constraint
 
     def __call__(self, logits: np.ndarray) -> np.ndarray:
@@ -112,7 +122,7 @@ class Temperature:
 
 
 def chain(params: SamplingParams, seen: np.ndarray | None = None, vocab_limit: int | None = None,
-          constraint: Mask | None = None) -> list[LogitsProcessor]:
+          constraint: Constraint | None = None) -> list[LogitsProcessor]:
     """The processors a request's logits pass through, in order."""
     out: list[LogitsProcessor] = []
     if vocab_limit is not None:
@@ -182,7 +192,7 @@ class Sampler:
     the model (the vocabulary limit and constraint applied) and that many alternatives."""
 
     def __init__(self, params: SamplingParams, seed: int | None, prompt: Sequence[int], vocab_limit: int,
-                 constraint: Mask | None = None, logprobs: int | None = None):
+                 constraint: Constraint | None = None, logprobs: int | None = None):
         self.params, self.constraint, self.logprobs = params, constraint, logprobs
         self.rng = np.random.default_rng(seed)
         self.processors = chain(params, np.asarray(prompt, np.int64), vocab_limit, constraint)
@@ -200,8 +210,23 @@ class Sampler:
         return Pick(token, float(base[token] - logz), tuple((int(t), float(base[t] - logz)) for t in top))
 
     def accept(self, token: int) -> None:
-        """Record a token the request produced (sampled, or forced by its constraint)."""
+        """Record the sampled token (the repetition history, the constraint's state)."""
         if self.penalty is not None:
             self.penalty.seen = np.append(self.penalty.seen, token)
         if self.constraint is not None:
             self.constraint.accept(token)
+
+    def forced(self, limit: int) -> list[int]:
+        """The tokens the constraint admits as the only continuation (at most `limit`), recorded
+        as if sampled; the caller feeds them to the model in one step."""
+        if self.constraint is None or limit < 1 or self.constraint.is_done():
+            return []
+        tokens = self.constraint.forced(limit)
+        if self.penalty is not None and tokens:
+            self.penalty.seen = np.append(self.penalty.seen, tokens)
+        return tokens
+
+    def prepare(self) -> None:
+        """Start the next mask while the model runs (where the constraint can)."""
+        if self.constraint is not None and not self.constraint.is_done():
+            self.constraint.start_mask()

@@ -234,22 +234,19 @@ class Scheduler:
         pick = job.sampler.sample(logits)
         if pick.token in req.stop_ids:
             return self._free(slot, "stop")
-        picks = [pick]
         job.sampler.accept(pick.token)
-        if constraint is not None and not constraint.is_done():
-            room = req.max_new_tokens - job.produced - 1
-            for token in constraint.forced()[:room]:
-                job.sampler.accept(token)
-                picks.append(Pick(token, 0.0 if req.logprobs is not None else None))
+        forced = job.sampler.forced(req.max_new_tokens - job.produced - 1)
+        picks = [pick] + [Pick(token, 0.0 if req.logprobs is not None else None) for token in forced]
         for p in picks:
             job.produced += 1
             job.emit(p)
-        self.forced += len(picks) - 1
+        self.forced += len(forced)
         if job.produced >= req.max_new_tokens:
             return self._free(slot, "length")
         if constraint is not None and constraint.is_done():
             return self._free(slot, "stop")
         job.todo = [p.token for p in picks]
+        job.sampler.prepare()
 
     def _free(self, slot: Slot, reason: str, error: str | None = None) -> None:
         job = slot.job
