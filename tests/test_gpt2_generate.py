@@ -6,6 +6,7 @@ import pytest
 
 from reelrt.runtime import InputError, ReelrtError, load
 from reelrt.runtime.tasks.generation.detokenize import Detokenizer
+from reelrt.runtime.command import printable
 from reelrt.runtime.tasks.generation.pieces import _stop_prefix_length
 
 PROMPT = "The object is"
@@ -157,7 +158,7 @@ def test_stop_prefix_hold_back():
 def test_cli_run_streams_a_prompt(gpt2_tiny_bundle, capsys, gen):
     from reelrt.cli import main
     assert main(["run", str(gpt2_tiny_bundle), "--prompt", PROMPT, "--max-new-tokens", "12", "--threads", "1"]) == 0
-    assert capsys.readouterr().out == PROMPT + gen.generate(PROMPT, max_new_tokens=12) + "\n"
+    assert capsys.readouterr().out == printable(PROMPT + gen.generate(PROMPT, max_new_tokens=12)) + "\n"
 
 
 def test_stream_ids_yields_what_generate_ids_returns(gen):
