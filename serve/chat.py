@@ -15,12 +15,13 @@ import uuid
 from typing import Any, AsyncIterator
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import JSONResponse, Response
 
 from reelrt.runtime.tasks.generation.chat import DEFAULT_CHAT_STOP, DEFAULT_CHAT_TEMPLATE, chat_template, render
 from reelrt.runtime.tasks.generation.request import Pick
 from reelrt.runtime.tasks.generation.sampling import MAX_TOP_LOGPROBS
-from reelrt.serve.completions import SAMPLING, Ask, pieces, sampling, sse, submit, token_text, usage
+from reelrt.serve.completions import (SAMPLING, Ask, gathered, pieces, sampling, streamed, submit, token_text,
+                                      usage)
 from reelrt.serve.http import ApiError
 from reelrt.serve.metrics import Metrics
 from reelrt.serve.models import Hosted
@@ -103,17 +104,8 @@ async def chat_completions(request: Request, body: dict, hosted: Hosted, options
                                                  "finish_reason": None}]}
                 if finish:
                     yield {**chunk, "choices": [{"index": i, "delta": {}, "logprobs": None, "finish_reason": finish}]}
-        tail = lambda: [{**chunk, "choices": [], "usage": usage(choices, ask)}] if ask.include_usage else []
-        return StreamingResponse(sse(chunks(), tail, stream.aclose, metrics, hosted.name, "chat", started),
-                                 media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
-    texts = ["" for _ in choices]
-    picked: list[list[Pick]] = [[] for _ in choices]
-    try:
-        async for i, piece, _, picks in stream:
-            texts[i] += piece
-            picked[i] += picks
-    finally:
-        await stream.aclose()
+        return streamed(chunks(), chunk, choices, ask, stream, metrics, hosted.name, "chat", started)
+    texts, picked = await gathered(stream, ["" for _ in choices])
     metrics.latency.labels(hosted.name, "chat").observe(time.perf_counter() - started)
     return JSONResponse({**head, "object": "chat.completion", "choices": [
         {"index": c.index, "message": {"role": "assistant", "content": texts[c.index], "refusal": None},

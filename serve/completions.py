@@ -273,6 +273,26 @@ async def sse(chunks: AsyncIterator[dict], tail: Callable[[], list[dict]], closi
         metrics.latency.labels(model, route).observe(time.perf_counter() - started)
 
 
+def streamed(chunks: AsyncIterator[dict], head: dict, choices: list[Choice], ask: Ask, stream, metrics: Metrics,
+             model: str, route: str, started: float) -> StreamingResponse:
+    """The server-sent events of a streamed answer, with the usage chunk where it was asked for."""
+    tail = lambda: [{**head, "choices": [], "usage": usage(choices, ask)}] if ask.include_usage else []
+    return StreamingResponse(sse(chunks, tail, stream.aclose, metrics, model, route, started),
+                             media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+
+
+async def gathered(stream, texts: list[str]) -> tuple[list[str], list[list[Pick]]]:
+    """Each choice's whole text (after `texts`) and picks, for an answer that is not streamed."""
+    picked: list[list[Pick]] = [[] for _ in texts]
+    try:
+        async for i, piece, _, picks in stream:
+            texts[i] += piece
+            picked[i] += picks
+    finally:
+        await stream.aclose()
+    return texts, picked
+
+
 def token_text(tokenizer, token: int) -> str:
     return tokenizer.decode([token], skip_special_tokens=False)
 
@@ -311,17 +331,8 @@ async def completions(request: Request, body: dict, hosted: Hosted, options: Opt
             async for i, piece, finish, picks in stream:
                 yield {**head, "choices": [{"text": piece, "index": i, "logprobs": logprobs(i, picks),
                                             "finish_reason": finish}]}
-        tail = lambda: [{**head, "choices": [], "usage": usage(choices, ask)}] if ask.include_usage else []
-        return StreamingResponse(sse(chunks(), tail, stream.aclose, metrics, hosted.name, "completions", started),
-                                 media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
-    texts = [prefix[c.index // ask.n] for c in choices]
-    picked: list[list[Pick]] = [[] for _ in choices]
-    try:
-        async for i, piece, _, picks in stream:
-            texts[i] += piece
-            picked[i] += picks
-    finally:
-        await stream.aclose()
+        return streamed(chunks(), head, choices, ask, stream, metrics, hosted.name, "completions", started)
+    texts, picked = await gathered(stream, [prefix[c.index // ask.n] for c in choices])
     metrics.latency.labels(hosted.name, "completions").observe(time.perf_counter() - started)
     return JSONResponse({**head, "choices": [{"text": texts[c.index], "index": c.index,
                                               "logprobs": logprobs(c.index, picked[c.index]),

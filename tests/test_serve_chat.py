@@ -25,14 +25,10 @@ NPC = {"type": "object", "additionalProperties": False, "required": ["mood", "li
 
 
 @pytest.fixture(scope="module")
-def server(gpt2_tiny_bundle):
+def client(gpt2_tiny_bundle):
+    """The openai package's client of a server with eight slots."""
     with running_server(f"npc={gpt2_tiny_bundle}", "--parallel", "8", "--threads", "1") as port:
-        yield port
-
-
-@pytest.fixture(scope="module")
-def client(server):
-    return openai.OpenAI(base_url=f"http://127.0.0.1:{server}/v1", api_key="unused", max_retries=0)
+        yield openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="unused", max_retries=0)
 
 
 @pytest.fixture(scope="module")
