@@ -86,6 +86,7 @@ class Scheduler:
         self.waiting: deque[Job] = deque()
         self.lock = threading.Lock()    # guards `waiting`
         self.steps = 0                  # decode steps run
+        self.prefills = 0               # prefill runs (prompt chunks, and forced tokens fed with a sampled one)
         self.forced = 0                 # tokens a constraint forced (fed without a decode step of their own)
         self.finished: Counter[str] = Counter()  # requests ended, by Finish reason
         runner.start(slots)
@@ -207,6 +208,7 @@ class Scheduler:
         n = len(job.todo) if budget is None else min(len(job.todo), budget)
         chunk, job.todo = job.todo[:n], job.todo[n:]
         logits = self.runner.prefill(slot.row, np.asarray(chunk, np.int64), start=len(job.fed))
+        self.prefills += 1
         job.fed.extend(chunk)
         if not job.todo:
             job.prompting = False
