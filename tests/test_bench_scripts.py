@@ -45,3 +45,13 @@ def test_serving_bench_runs_a_server_and_the_in_process_baseline(gpt2_tiny_bundl
     assert set(report["results"]["reelrt"]) == {"1", "2"} and report["in_process"]["tokens_per_s"] > 0
     # one event per token whose text is complete: a token holding part of a character waits for the next
     assert 0.5 * report["new_tokens"] < report["results"]["reelrt"]["2"]["events_per_request"] <= report["new_tokens"]
+
+
+def test_structured_bench_reports_the_constraints_cost_and_runs_per_token(gpt2_tiny_bundle, tmp_path, capsys):
+    from reelrt.bench.structured import main
+    out = tmp_path / "structured.json"
+    assert main([str(gpt2_tiny_bundle), "--requests", "2", "--threads", "1", "--json", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert report["requests"] == 2 and report["tokens"] == sum(r["tokens"] for r in report["rows"])
+    assert 0 < report["model_runs_per_token"] < 1   # forced tokens ride along with sampled ones
+    assert report["constraint_ms_per_token"] > 0 and "% of a decode step" in capsys.readouterr().out

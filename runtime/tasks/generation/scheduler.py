@@ -3,8 +3,10 @@
 Each slot is one row of the runner's cache. A step frees the rows of cancelled requests,
 admits waiting requests into free rows (the row whose cached tokens share the longest prefix
 with the prompt, or a copy of a busy row's prefix: an NPC persona, or the n choices of one
-prompt, is prefilled once), runs prompts in chunks while other rows decode (so they do not
-stall for a whole prompt), then decodes every decoding row in one call. After each sampled
+prompt, is prefilled once), runs every waiting prompt a chunk further, oldest first, while other
+rows decode (so they do not stall for whole prompts, and a burst of newcomers all get their
+first tokens within a few steps instead of queueing behind one shared chunk: bench/RESULTS.md,
+"Serving"), then decodes every decoding row in one call. After each sampled
 token it asks the request's constraint for the tokens the grammar forces next and feeds them
 with the sampled one as one prefill-like step (jump-forward). Stops (a stop token, a
 constraint that is done, max_new_tokens) free the row at once.
@@ -118,11 +120,10 @@ class Scheduler:
             if slot.job is not None and slot.job.cancelled:
                 self._free(slot, "cancelled")
         self._admit()
-        decoding = [s for s in self.slots if self._decodes(s)]
-        budget = self.prefill_chunk if decoding else None  # nobody waits on a decode: whole prompts
-        for slot in self.slots:
-            if slot.job is not None and not self._decodes(slot) and (budget is None or budget > 0):
-                budget = self._prefill(slot, budget)
+        chunk = self.prefill_chunk if any(self._decodes(s) for s in self.slots) else None  # else whole prompts
+        for slot in sorted((s for s in self.slots if s.job is not None and not self._decodes(s)),
+                           key=lambda s: s.job.submitted):
+            self._prefill(slot, chunk)
         decoding = [s for s in self.slots if self._decodes(s)]
         if decoding:
             self._decode(decoding)
@@ -201,11 +202,11 @@ class Scheduler:
 
     # ---- running -------------------------------------------------------------------------
 
-    def _prefill(self, slot: Slot, budget: int | None) -> int | None:
-        """Feed the next part of a row's pending tokens (all of them without a budget); pick
-        the next token once they are in. Returns the budget left."""
+    def _prefill(self, slot: Slot, chunk: int | None) -> None:
+        """Feed the next chunk of a row's pending tokens (all of them without a chunk); pick the
+        next token once they are in."""
         job = slot.job
-        n = len(job.todo) if budget is None else min(len(job.todo), budget)
+        n = len(job.todo) if chunk is None else min(len(job.todo), chunk)
         chunk, job.todo = job.todo[:n], job.todo[n:]
         logits = self.runner.prefill(slot.row, np.asarray(chunk, np.int64), start=len(job.fed))
         self.prefills += 1
@@ -213,7 +214,6 @@ class Scheduler:
         if not job.todo:
             job.prompting = False
             self._pick(slot, logits)
-        return None if budget is None else budget - n
 
     def _decode(self, decoding: list[Slot]) -> None:
         rows = np.array([s.row for s in decoding], np.int64)
