@@ -25,7 +25,7 @@ from typing import Callable
 
 import numpy as np
 
-from reelrt.runtime.errors import InputError
+from reelrt.runtime.errors import InputError, ReelrtError
 from reelrt.runtime.tasks.backpressure import Line
 from reelrt.runtime.tasks.generation.decoder import KVDecoder
 from reelrt.runtime.tasks.generation.defaults import MAX_WAITING, PREFILL_CHUNK
@@ -231,13 +231,16 @@ class Scheduler:
         if job.cancelled:
             return self._free(slot, "cancelled")
         constraint = job.sampler.constraint
-        if constraint is not None and constraint.is_done():
-            return self._free(slot, "stop")
-        pick = job.sampler.sample(logits)
-        if pick.token in req.stop_ids:
-            return self._free(slot, "stop")
-        job.sampler.accept(pick.token)
-        forced = job.sampler.forced(req.max_new_tokens - job.produced - 1)
+        try:  # a request's own failure (its grammar refusing the vocabulary) ends that request only
+            if constraint is not None and constraint.is_done():
+                return self._free(slot, "stop")
+            pick = job.sampler.sample(logits)
+            if pick.token in req.stop_ids:
+                return self._free(slot, "stop")
+            job.sampler.accept(pick.token)
+            forced = job.sampler.forced(req.max_new_tokens - job.produced - 1)
+        except ReelrtError as e:
+            return self._free(slot, "error", str(e))
         picks = [pick] + [Pick(token, 0.0 if req.logprobs is not None else None) for token in forced]
         for p in picks:
             job.produced += 1
@@ -248,7 +251,10 @@ class Scheduler:
         if constraint is not None and constraint.is_done():
             return self._free(slot, "stop")
         job.todo = [p.token for p in picks]
-        job.sampler.prepare()
+        try:
+            job.sampler.prepare()
+        except ReelrtError as e:
+            self._free(slot, "error", str(e))
 
     def _free(self, slot: Slot, reason: str, error: str | None = None) -> None:
         job = slot.job
