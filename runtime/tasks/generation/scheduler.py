@@ -188,6 +188,7 @@ class Scheduler:
         target.job, target.cached = job, []
         job.fed, job.todo, job.cached = prompt[:n], prompt[n:], n
         self.runner.truncate(target.row, n)
+        self._force(target, [])
         return True
 
     def _common(self, slot: Slot, prompt: list[int]) -> int:
@@ -238,19 +239,30 @@ class Scheduler:
             if pick.token in req.stop_ids:
                 return self._free(slot, "stop")
             job.sampler.accept(pick.token)
-            forced = job.sampler.forced(req.max_new_tokens - job.produced - 1)
         except ReelrtError as e:
             return self._free(slot, "error", str(e))
-        picks = [pick] + [Pick(token, 0.0 if req.logprobs is not None else None) for token in forced]
+        self._force(slot, [pick])
+
+    def _force(self, slot: Slot, picks: list[Pick]) -> None:
+        """Emit `picks` (a sampled token, or none before the prompt runs) and the tokens the
+        request's constraint forces after them, to be fed with the prompt's rest or as the next
+        step; free the row when that completes the request."""
+        job, req = slot.job, slot.job.req
+        try:
+            forced = job.sampler.forced(req.max_new_tokens - job.produced - len(picks))
+        except ReelrtError as e:
+            return self._free(slot, "error", str(e))
+        picks = picks + [Pick(token, 0.0 if req.logprobs is not None else None) for token in forced]
         for p in picks:
             job.produced += 1
             job.emit(p)
         self.forced += len(forced)
         if job.produced >= req.max_new_tokens:
             return self._free(slot, "length")
+        constraint = job.sampler.constraint
         if constraint is not None and constraint.is_done():
             return self._free(slot, "stop")
-        job.todo = [p.token for p in picks]
+        job.todo = job.todo + [p.token for p in picks] if job.prompting else [p.token for p in picks]
         try:
             job.sampler.prepare()
         except ReelrtError as e:
