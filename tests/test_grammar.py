@@ -224,8 +224,11 @@ def test_a_decoder_that_separates_every_token_is_refused():
 def test_a_refused_token_is_an_input_error(gpt2):
     tokenizer, vocab_size, eos = gpt2
     c = Grammar.compile(ConstraintSpec("json_object"), tokenizer, vocab_size, eos).constraint()
-    with pytest.raises(InputError, match="not allowed"):
-        c.accept(tokenizer.encode("x").ids[0])
+    for refused in (tokenizer.encode("x").ids[0], eos, vocab_size - 1 + 10):
+        with pytest.raises(InputError, match="not allowed"):
+            c.accept(refused)
+    c.accept(tokenizer.encode("{").ids[0])        # the state is as it was: "{" still opens the object
+    assert tokenizer.decode(c.forced()) == "" and not c.is_done()
 
 
 def test_compiled_once_per_tokenizer_and_spec(gpt2, gpt2_tiny_bundle):
