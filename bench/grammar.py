@@ -166,8 +166,11 @@ def run(bundle: str | None, tokenizer_path: str | None, answers: int, model_runs
 
     from reelrt.bench.decode_step import step_times
     from reelrt.runtime.tasks.generation.grammar import ConstraintSpec, Grammar
+    from reelrt.runtime import open_bundle
     tokenizer, seconds = timed(lambda: Tokenizer.from_file(tokenizer_path) if tokenizer_path else gpt2_sized_tokenizer())
-    vocab_size, eos = 50257, tokenizer.token_to_id("<|endoftext|>")
+    # the model's logits may outnumber the tokenizer's tokens (GPT-2 small: 50257 over a smaller trained one)
+    vocab_size = int(open_bundle(bundle).manifest.extra["vocab_size"]) if bundle else tokenizer.get_vocab_size()
+    eos = tokenizer.token_to_id("<|endoftext|>")
     spec = ConstraintSpec("json_schema", json.dumps(NPC))
     grammar, compile_s = timed(Grammar.compile, spec, tokenizer, vocab_size, eos)
     _, again_s = timed(Grammar.compile, ConstraintSpec("json_object"), tokenizer, vocab_size, eos)

@@ -261,7 +261,9 @@ def test_response_format():
     assert spec_from_response_format({"type": "text"}) is None
     assert spec_from_response_format({"type": "json_object"}) == ConstraintSpec("json_object")
     spec = spec_from_response_format({"type": "json_schema", "json_schema": {"name": "npc", "schema": NPC, "strict": True}})
-    assert spec.kind == "json_schema" and json.loads(spec.text) == NPC
+    assert spec == ConstraintSpec.from_schema(NPC) == ConstraintSpec.from_schema(json.dumps(NPC))
+    with pytest.raises(InputError, match="dict or its JSON text"):
+        ConstraintSpec.from_schema(["type", "object"])
 
 
 @pytest.mark.parametrize("obj, message", [
@@ -297,3 +299,15 @@ def test_the_constraint_imports_no_training_packages(gpt2_tiny_bundle):
     result = subprocess.run([sys.executable, "-c", PROBE, str(gpt2_tiny_bundle / "tokenizer.json")],
                             capture_output=True, text=True, check=True)
     assert json.loads(result.stdout.strip().splitlines()[-1]) == []
+
+
+def test_the_bench_reports_the_mask_against_the_decode_step(gpt2_tiny_bundle, tmp_path, capsys):
+    """bench/grammar.py end to end on the tiny bundle (its figures are the bench's, not checked)."""
+    from reelrt.bench.grammar import main
+    out = tmp_path / "grammar.json"
+    assert main(["--bundle", str(gpt2_tiny_bundle), "--tokenizer", str(gpt2_tiny_bundle / "tokenizer.json"),
+                 "--answers", "4", "--model-answers", "2", "--json", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert report["random_logits"]["valid"] == 4
+    assert all(report[f"model ({mode})"]["parsed"] == 2 for mode in ("after the step", "background"))
+    assert "decode steps per generated token" in capsys.readouterr().out

@@ -9,6 +9,7 @@ language. The public names:
     ConstraintSpec(kind, text)          kind "json_object" | "json_schema" | "grammar"; text the
                                         schema as JSON, or a Lark (llguidance) or GBNF grammar;
                                         checked on construction (InputError says what is wrong)
+    ConstraintSpec.from_schema(schema)  a json_schema spec from a dict or JSON text
     spec_from_response_format(obj)      OpenAI's `response_format` -> ConstraintSpec | None ("text")
     Grammar.compile(spec, tokenizer, vocab_size, eos_token_id)
                                         compiled once per (tokenizer, spec) and cached; the
@@ -96,6 +97,15 @@ class ConstraintSpec:
         if error:
             raise InputError(f"bad {self.kind.replace('_', ' ')}: {error.splitlines()[0]}")
 
+    @classmethod
+    def from_schema(cls, schema: dict | str) -> ConstraintSpec:
+        """A json_schema spec from a schema as a dict or as JSON text (generate(json_schema=...))."""
+        if isinstance(schema, dict):
+            return cls("json_schema", json.dumps(schema))
+        if isinstance(schema, str):
+            return cls("json_schema", schema)
+        raise InputError(f"a JSON schema must be a dict or its JSON text, not {type(schema).__name__}")
+
     def grammar_text(self) -> str:
         """The spec in llguidance's grammar form."""
         llg = _llguidance()
@@ -135,7 +145,7 @@ def spec_from_response_format(obj: Any) -> ConstraintSpec | None:
     schema = spec.get("schema")
     if not isinstance(schema, dict):
         raise InputError(f"response_format.json_schema.schema must be a JSON schema object, not {schema!r:.60}")
-    return ConstraintSpec("json_schema", json.dumps(schema))
+    return ConstraintSpec.from_schema(schema)
 
 
 class Vocabulary:
