@@ -67,7 +67,6 @@ def timed(fn, *args):
 
 def random_logit_answers(grammar, tokenizer, vocab_size: int, eos: int, answers: int, seed: int) -> dict:
     """Answers drawn with random logits; the seconds of each call; steps and tokens."""
-    import jsonschema
     rng = np.random.default_rng(seed)
     calls = {"allowed": [], "accept": [], "forced": []}
     steps = tokens = valid = 0
@@ -86,12 +85,7 @@ def random_logit_answers(grammar, tokenizer, vocab_size: int, eos: int, answers:
             calls["forced"].append(seconds)
             ids += [token] + forced
         tokens += len(ids)
-        text = tokenizer.decode(ids)
-        try:
-            jsonschema.validate(json.loads(text), NPC)
-            valid += 1
-        except (ValueError, jsonschema.ValidationError):
-            pass
+        valid += _valid(tokenizer.decode(ids))
     return {"answers": answers, "valid": valid, "steps": steps, "tokens": tokens,
             "us": {k: _us(v) for k, v in calls.items()}}
 
@@ -137,28 +131,32 @@ def model_answers(bundle: str, grammar, tokenizer, eos: int, answers: int, threa
             model_s.append(time.perf_counter() - start)
         tokens += len(ids)
         texts.append(tokenizer.decode(ids))
-    return {"answers": answers, "parsed": sum(_parses(t) for t in texts), "steps": steps, "tokens": tokens,
+    return {"answers": answers, "valid": sum(map(_valid, texts)), "steps": steps, "tokens": tokens,
             "grammar_us": _us(grammar_s), "model_call_ms": _ms(model_s), "example": texts[0]}
 
 
-def _parses(text: str) -> bool:
+def _valid(text: str) -> bool:
+    """The text parses as JSON and the value follows the NPC schema."""
+    import jsonschema
     try:
-        json.loads(text)
+        jsonschema.validate(json.loads(text), NPC)
         return True
-    except ValueError:
+    except (ValueError, jsonschema.ValidationError):
         return False
 
 
 def _us(seconds: list[float]) -> dict:
-    ordered = sorted(seconds)
-    return {"median": round(statistics.median(ordered) * 1e6, 1), "p90": round(ordered[int(0.9 * (len(ordered) - 1))] * 1e6, 1),
-            "n": len(ordered)}
+    return _stats(seconds, 1e6, 1)
 
 
 def _ms(seconds: list[float]) -> dict:
+    return _stats(seconds, 1e3, 2)
+
+
+def _stats(seconds: list[float], scale: float, digits: int) -> dict:
     ordered = sorted(seconds)
-    return {"median": round(statistics.median(ordered) * 1e3, 2), "p90": round(ordered[int(0.9 * (len(ordered) - 1))] * 1e3, 2),
-            "n": len(ordered)}
+    return {k: round(v * scale, digits) for k, v in (("median", statistics.median(ordered)),
+            ("mean", statistics.fmean(ordered)), ("p90", ordered[int(0.9 * (len(ordered) - 1))]))} | {"n": len(ordered)}
 
 
 def run(bundle: str | None, tokenizer_path: str | None, answers: int, model_runs: int, threads: int, seed: int) -> dict:
@@ -189,25 +187,29 @@ def run(bundle: str | None, tokenizer_path: str | None, answers: int, model_runs
 
 def markdown(r: dict) -> str:
     rl = r["random_logits"]
-    per_token = rl["us"]["allowed"]["median"] + rl["us"]["accept"]["median"]
+    calls = rl["us"]
+    per_step = sum(calls[k]["mean"] for k in ("allowed", "accept", "forced"))   # each step makes each call once
     rows = [
         ("tokenizer", f"byte-level BPE, {r['tokenizer']['vocab']} tokens ({r['tokenizer']['source']})"),
         ("compile: token table + NPC schema / another spec", " / ".join(f"{v} ms" for v in r["compile_ms"].values())),
         ("random logits: answers valid", f"{rl['valid']} of {rl['answers']}"),
-        ("allowed() per token, median (p90)", f"{rl['us']['allowed']['median']} µs ({rl['us']['allowed']['p90']})"),
-        ("accept() per token, median (p90)", f"{rl['us']['accept']['median']} µs ({rl['us']['accept']['p90']})"),
-        ("forced() per token, median (p90)", f"{rl['us']['forced']['median']} µs ({rl['us']['forced']['p90']})"),
-        ("random logits: decode steps per generated token", f"{rl['steps'] / rl['tokens']:.2f} ({rl['steps']} steps, {rl['tokens']} tokens)"),
+        *((f"{k}() per step, median / mean / p90", f"{calls[k]['median']} / {calls[k]['mean']} / {calls[k]['p90']} µs")
+          for k in ("allowed", "accept", "forced")),
+        ("random logits: decode steps per generated token",
+         f"{rl['steps'] / rl['tokens']:.2f} ({rl['steps']} steps, {rl['tokens']} tokens)"),
     ]
     if "decode_step_ms" in r:
-        step = r["decode_step_ms"]["median"]
-        rows.append(("GPT-2 small int4 decode step, median (p90)", f"{step} ms ({r['decode_step_ms']['p90']})"))
-        rows.append(("mask overhead (allowed + accept) / decode step", f"{per_token / 1e3 / step:.2%}"))
+        step = r["decode_step_ms"]
+        rows.append(("decode step alone (bench/decode_step.py), median / mean / p90",
+                     f"{step['median']} / {step['mean']} / {step['p90']} ms"))
+        rows.append(("grammar per step (mean of the three calls) / decode step (median)",
+                     f"{per_step / 1e3 / step['median']:.2%}"))
         for mode in ("after the step", "background"):
             m = r[f"model ({mode})"]
-            rows.append((f"model's answers, mask {mode}: grammar on the critical path, median (p90)",
-                         f"{m['grammar_us']['median']} µs ({m['grammar_us']['p90']}); model call {m['model_call_ms']['median']}"
-                         f" ms; {m['parsed']} of {m['answers']} parse; {m['steps'] / m['tokens']:.2f} steps per token"))
+            g = m["grammar_us"]
+            rows.append((f"the model's answers, mask {mode}: grammar on the critical path, median / mean / p90",
+                         f"{g['median']} / {g['mean']} / {g['p90']} µs; model call median {m['model_call_ms']['median']}"
+                         f" ms; {m['valid']} of {m['answers']} valid; {m['steps'] / m['tokens']:.2f} steps per token"))
     return "| measure | value |\n| --- | --- |\n" + "\n".join(f"| {k} | {v} |" for k, v in rows)
 
 

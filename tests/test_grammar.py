@@ -298,5 +298,31 @@ def test_the_bench_reports_the_mask_against_the_decode_step(gpt2_tiny_bundle, tm
                  "--answers", "4", "--model-answers", "2", "--json", str(out)]) == 0
     report = json.loads(out.read_text())
     assert report["random_logits"]["valid"] == 4
-    assert all(report[f"model ({mode})"]["parsed"] == 2 for mode in ("after the step", "background"))
+    assert all(report[f"model ({mode})"]["valid"] == 2 for mode in ("after the step", "background"))
     assert "decode steps per generated token" in capsys.readouterr().out
+
+
+def test_forced_tokens_come_in_the_limit_asked(gpt2):
+    tokenizer, vocab_size, eos = gpt2
+    grammar = Grammar.compile(ConstraintSpec("json_schema", json.dumps(NPC)), tokenizer, vocab_size, eos)
+    whole, parts = grammar.constraint().forced(), grammar.constraint()
+    assert len(whole) > 2
+    assert parts.forced(limit=2) == whole[:2] and parts.forced() == whole[2:]
+
+
+@pytest.mark.parametrize("make", [char_tokenizer, None], ids=["wordlevel", "gpt2"])
+def test_a_model_without_an_end_token_ends_when_the_grammar_does(gpt2, make):
+    """No EOS id: no token stands for one (GPT-2's <|endoftext|> stays out even where an integer
+    could end), and an answer ends when nothing can follow."""
+    tokenizer, vocab_size, _ = (make(), make().get_vocab_size(), None) if make else gpt2
+    specials = list(tokenizer.get_added_tokens_decoder())
+    rng = np.random.default_rng(6)
+    c = Grammar.compile(ConstraintSpec("json_schema", '{"type": "integer"}'), tokenizer, vocab_size, None).constraint()
+    for _ in range(30):
+        mask = c.allowed()
+        assert mask.any() and not mask[specials].any()
+        c.accept(int(np.argmax(np.where(mask, rng.standard_normal(vocab_size), -np.inf))))
+    grammar = Grammar.compile(ConstraintSpec("json_schema", json.dumps(NPC)), tokenizer, vocab_size, None)
+    for _ in range(20):
+        ids, _ = sample(grammar.constraint(), vocab_size, None, rng)
+        jsonschema.validate(json.loads(tokenizer.decode(ids)), NPC)

@@ -15,11 +15,13 @@ language. The public names:
                                         compiled once per (tokenizer, spec) and cached; the
                                         tokenizer's token table is built once per tokenizer.json
     grammar.constraint() -> Constraint  one request's state:
-        allowed() -> bool[vocab_size]   the tokens the grammar admits next (ids the tokenizer
-                                        lacks, and EOS until the text is complete, are False)
+        allowed() -> bool[vocab_size]   a new mask of the tokens the grammar admits next (ids
+                                        the tokenizer lacks, and EOS until the text is
+                                        complete, are False)
         start_mask()                    compute that mask on a worker thread (llguidance drops
                                         the GIL) while the decode step runs; allowed() waits
-        accept(token_id)                the sampled token (InputError if the grammar refuses it)
+        accept(token_id)                the sampled token, EOS included (InputError if the
+                                        grammar refuses it; the state is then unchanged)
         forced(limit=None) -> list[int] the tokens the grammar admits as the only continuation
                                         (keys, punctuation, enum tails), ALREADY ACCEPTED: feed
                                         them to the model in one prefill-like step
