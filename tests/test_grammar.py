@@ -326,3 +326,10 @@ def test_a_model_without_an_end_token_ends_when_the_grammar_does(gpt2, make):
     for _ in range(20):
         ids, _ = sample(grammar.constraint(), vocab_size, None, rng)
         jsonschema.validate(json.loads(tokenizer.decode(ids)), NPC)
+
+
+def test_without_llguidance_the_error_names_the_extra(monkeypatch):
+    from reelrt.runtime.errors import BackendUnavailableError
+    monkeypatch.setitem(sys.modules, "llguidance", None)   # what an install without the extra gives
+    with pytest.raises(BackendUnavailableError, match=r"reelrt\[grammar\]"):
+        ConstraintSpec("json_object")
