@@ -12,7 +12,9 @@
 3. With --bundle (GPT-2 small int4): its decode step alone (bench/decode_step.py's timing),
    the mask overhead as a share of it, and --model-answers answers of the model itself
    (random weights, sampled at temperature 1 inside the mask), each step timed with the mask
-   computed after the step and with it computed on a worker thread while the step runs.
+   computed after the step and with it computed on a worker thread while the step runs; the
+   same with the step replaced by a sleep of its median length (random logits), which leaves
+   the worker a core: what the worker thread gains where the device has one to spare.
 """
 from __future__ import annotations
 
@@ -46,6 +48,8 @@ NPC = {
 }
 BUDGET = 400       # tokens an answer may take before it counts as unfinished
 PROMPT = "The guard at the gate answers in JSON:"
+MODES = ("after the step", "background")
+KINDS = {"model": "the model's answers", "idle step": "a step that leaves a core free"}
 
 
 def gpt2_sized_tokenizer():
@@ -90,23 +94,54 @@ def random_logit_answers(grammar, tokenizer, vocab_size: int, eos: int, answers:
             "us": {k: _us(v) for k, v in calls.items()}}
 
 
-def model_answers(bundle: str, grammar, tokenizer, eos: int, answers: int, threads: int, seed: int,
-                  background: bool) -> dict:
-    """The model's own answers, timed per step: the model call, and the grammar's calls on the
-    critical path (allowed(), or what is left to wait for of a mask started before the call,
-    plus accept() and forced())."""
-    from reelrt.runtime import load
-    decoder = load(bundle, threads=threads).decoder
+class DecoderSteps:
+    """The model's steps: the prompt's prefill, then one decode step per sampled token, or one
+    prefill-like step when forced tokens follow it."""
+
+    def __init__(self, bundle: str, threads: int):
+        from reelrt.runtime import load
+        self.decoder = load(bundle, threads=threads).decoder
+        self.vocab_size = self.decoder.vocab_size
+
+    def start(self, ids: list[int]) -> np.ndarray:
+        self.decoder.start(1)
+        return self.decoder.prefill(0, np.array(ids, np.int64))
+
+    def step(self, run: list[int]) -> np.ndarray:
+        d = self.decoder
+        if len(run) == 1:
+            return d.decode(np.array(run, np.int64))[0]
+        return d.prefill(0, np.array(run, np.int64), start=int(d.lengths[0]))
+
+
+class IdleSteps:
+    """A step that leaves a core free (a sleep of a decode step's length, random logits): where
+    a mask computed on a worker thread has a core to run on."""
+
+    def __init__(self, vocab_size: int, seconds: float, seed: int):
+        self.vocab_size, self.seconds, self.rng = vocab_size, seconds, np.random.default_rng(seed)
+
+    def start(self, ids: list[int]) -> np.ndarray:
+        return self.rng.standard_normal(self.vocab_size).astype(np.float32)
+
+    def step(self, run: list[int]) -> np.ndarray:
+        time.sleep(self.seconds)
+        return self.start(run)
+
+
+def model_answers(steps, grammar, tokenizer, eos: int, answers: int, seed: int, background: bool) -> dict:
+    """Answers sampled at temperature 1 inside the mask, timed per step: the model call, and the
+    grammar's calls on the critical path (allowed(), or what is left to wait for of a mask
+    started before the call, plus accept() and forced())."""
     rng = np.random.default_rng(seed)
-    prompt = np.array(tokenizer.encode(PROMPT).ids, np.int64) % decoder.vocab_size
-    grammar_s, model_s, texts, steps, tokens = [], [], [], 0, 0
+    prompt = tokenizer.encode(PROMPT).ids
+    grammar_s, model_s, texts, sampled, tokens = [], [], [], 0, 0
     for _ in range(answers):
         c = grammar.constraint()
-        decoder.start(1)
         ids = c.forced()
-        logits = decoder.prefill(0, np.concatenate([prompt, np.array(ids, np.int64)]))
+        logits = steps.start(prompt + ids)
         while not c.is_done() and len(ids) < BUDGET:
-            gumbel = -np.log(-np.log(rng.random(decoder.vocab_size)))   # temperature 1
+            gumbel = -np.log(-np.log(rng.random(steps.vocab_size)))
             start = time.perf_counter()
             mask = c.allowed()
             spent = time.perf_counter() - start
@@ -117,21 +152,17 @@ def model_answers(bundle: str, grammar, tokenizer, eos: int, answers: int, threa
             if background and not c.is_done():
                 c.start_mask()
             grammar_s.append(spent + time.perf_counter() - start)
-            steps += 1
+            sampled += 1
             if token == eos:
                 break
             ids += run
             if c.is_done():
                 break
-            start = time.perf_counter()
-            if len(run) == 1:
-                logits = decoder.decode(np.array(run, np.int64))[0]
-            else:   # the forced tokens ride in one prefill-like step after the cache
-                logits = decoder.prefill(0, np.array(run, np.int64), start=int(decoder.lengths[0]))
-            model_s.append(time.perf_counter() - start)
+            logits, seconds = timed(steps.step, run)
+            model_s.append(seconds)
         tokens += len(ids)
         texts.append(tokenizer.decode(ids))
-    return {"answers": answers, "valid": sum(map(_valid, texts)), "steps": steps, "tokens": tokens,
+    return {"answers": answers, "valid": sum(map(_valid, texts)), "steps": sampled, "tokens": tokens,
             "grammar_us": _us(grammar_s), "model_call_ms": _ms(model_s), "example": texts[0]}
 
 
@@ -179,9 +210,12 @@ def run(bundle: str | None, tokenizer_path: str | None, answers: int, model_runs
            "random_logits": random_logit_answers(grammar, tokenizer, vocab_size, eos, answers, seed)}
     if bundle:
         out["decode_step_ms"] = _ms(step_times(bundle, 10, threads))
-        for mode in ("after the step", "background"):
-            out[f"model ({mode})"] = model_answers(bundle, grammar, tokenizer, eos, model_runs, threads, seed,
-                                                   background=mode == "background")
+        model = DecoderSteps(bundle, threads)
+        for mode in MODES:
+            idle = IdleSteps(vocab_size, out["decode_step_ms"]["median"] / 1e3, seed)
+            for kind, steps in (("model", model), ("idle step", idle)):
+                out[f"{kind} ({mode})"] = model_answers(steps, grammar, tokenizer, eos, model_runs, seed,
+                                                        background=mode == "background")
     return out
 
 
@@ -204,11 +238,11 @@ def markdown(r: dict) -> str:
                      f"{step['median']} / {step['mean']} / {step['p90']} ms"))
         rows.append(("grammar per step (mean of the three calls) / decode step (median)",
                      f"{per_step / 1e3 / step['median']:.2%}"))
-        for mode in ("after the step", "background"):
-            m = r[f"model ({mode})"]
+        for kind, mode in ((k, m) for k in KINDS for m in MODES):
+            m = r[f"{kind} ({mode})"]
             g = m["grammar_us"]
-            rows.append((f"the model's answers, mask {mode}: grammar on the critical path, median / mean / p90",
-                         f"{g['median']} / {g['mean']} / {g['p90']} µs; model call median {m['model_call_ms']['median']}"
+            rows.append((f"{KINDS[kind]}, mask {mode}: grammar on the critical path, median / mean / p90",
+                         f"{g['median']} / {g['mean']} / {g['p90']} µs; step median {m['model_call_ms']['median']}"
                          f" ms; {m['valid']} of {m['answers']} valid; {m['steps'] / m['tokens']:.2f} steps per token"))
     return "| measure | value |\n| --- | --- |\n" + "\n".join(f"| {k} | {v} |" for k, v in rows)
 

@@ -298,7 +298,8 @@ def test_the_bench_reports_the_mask_against_the_decode_step(gpt2_tiny_bundle, tm
                  "--answers", "4", "--model-answers", "2", "--json", str(out)]) == 0
     report = json.loads(out.read_text())
     assert report["random_logits"]["valid"] == 4
-    assert all(report[f"model ({mode})"]["valid"] == 2 for mode in ("after the step", "background"))
+    assert all(report[f"{kind} ({mode})"]["valid"] == 2 for kind in ("model", "idle step")
+               for mode in ("after the step", "background"))
     assert "decode steps per generated token" in capsys.readouterr().out
 
 
