@@ -334,3 +334,24 @@ def test_without_llguidance_the_error_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "llguidance", None)   # what an install without the extra gives
     with pytest.raises(BackendUnavailableError, match=r"reelrt\[grammar\]"):
         ConstraintSpec("json_object")
+
+
+def test_a_mask_started_in_the_background_is_computed_once(gpt2, monkeypatch):
+    """start_mask() then is_done() then allowed(): one computation per step, on the worker."""
+    import threading
+
+    from reelrt.runtime.tasks.generation.grammar import Constraint
+    tokenizer, vocab_size, eos = gpt2
+    fills, real_fill = [], Constraint._fill
+    monkeypatch.setattr(Constraint, "_fill", lambda self: (fills.append(threading.current_thread()), real_fill(self)))
+    c = Grammar.compile(ConstraintSpec("json_schema", json.dumps(NPC)), tokenizer, vocab_size, eos).constraint()
+    rng, steps = np.random.default_rng(8), 0
+    while not c.is_done():
+        c.forced()
+        if c.is_done():
+            break
+        c.start_mask()
+        assert not c.is_done()
+        c.accept(int(np.argmax(np.where(c.allowed(), rng.standard_normal(vocab_size), -np.inf))))
+        steps += 1
+    assert len(fills) == steps and threading.current_thread() not in fills

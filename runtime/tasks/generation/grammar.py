@@ -318,18 +318,20 @@ class Constraint:
         self.what = grammar.spec.kind.replace("_", " ")   # for errors: "json schema", "grammar"
         self.tokens = 0           # accepted so far
         self.pending: Future | None = None
+        self.fresh = False        # `bits` hold the mask of the present state
+        self.done = self.matcher.is_stopped()
 
     def start_mask(self) -> None:
-        """Compute the next mask on a worker thread; allowed() collects it."""
-        if self.pending is None:
+        """Compute the next mask on a worker thread while the caller runs the model; allowed()
+        collects it. Until then only is_done() may be called."""
+        if self.pending is None and not self.fresh:
             self.pending = _WORKERS.submit(self._fill)
 
     def allowed(self) -> np.ndarray:
         """A new bool mask over the model's vocabulary: True where the grammar admits the token next."""
-        if self.pending is None:
+        self._wait()
+        if not self.fresh:
             self._fill()
-        else:
-            self._wait()
         v = self.vocab
         mask = np.unpackbits(self.bits.view(np.uint8), count=v.vocab_size, bitorder="little").view(bool)
         mask[v.text_vocab:] = False
@@ -337,7 +339,7 @@ class Constraint:
             mask[v.handle.eos_token:v.handle.eos_token + 1] = False
         if self.tokens == 0 and v.first_ok is not None:
             mask[:v.text_vocab] &= v.first_ok
-        if not mask.any() and not self.matcher.is_stopped():
+        if not mask.any() and not self.done:
             raise InputError(f"the {self.what} admits no token of this vocabulary after {self.tokens} tokens"
                              " (the tokenizer cannot spell what it requires)")
         return mask
@@ -347,29 +349,35 @@ class Constraint:
         self._wait()
         if not 0 <= token_id < self.vocab.text_vocab or self.matcher.try_consume_tokens([int(token_id)]) != 1:
             raise InputError(f"token {token_id} is not allowed by the {self.what} after {self.tokens} tokens")
-        self.tokens += 1
+        self._moved(1)
 
     def forced(self, limit: int | None = None) -> list[int]:
         """The tokens that must come next whatever the model says (at most `limit`), accepted
         here: the caller appends them to the output and feeds them to the model in one step."""
         self._wait()
-        if self.matcher.is_stopped():
+        if self.done:
             return []
         ids = self.matcher.compute_ff_tokens()[:limit]
         if self.tokens == 0 and self.vocab.first_ok is not None:
             ids = ids if ids and self.vocab.first_ok[ids[0]] else []
-        if ids and not self.matcher.consume_tokens(ids):
-            raise ReelrtError(f"the grammar refused its own forced tokens: {self.matcher.get_error()}")
-        self.tokens += len(ids)
+        if ids:
+            if not self.matcher.consume_tokens(ids):
+                raise ReelrtError(f"the grammar refused its own forced tokens: {self.matcher.get_error()}")
+            self._moved(len(ids))
         return ids
 
     def is_done(self) -> bool:
         """Nothing but end-of-sequence can follow (or it was accepted): the answer is complete."""
-        self._wait()
-        return self.matcher.is_stopped()
+        return self.done
 
     def _fill(self) -> None:
         self.matcher.unsafe_compute_mask_ptr(self.bits.ctypes.data, self.bits.nbytes)
+        self.fresh = True
+
+    def _moved(self, tokens: int) -> None:
+        self.tokens += tokens
+        self.fresh = False
+        self.done = self.matcher.is_stopped()
 
     def _wait(self) -> None:
         if self.pending is not None:
