@@ -241,9 +241,11 @@ def markdown(r: dict) -> str:
         for kind, mode in ((k, m) for k in KINDS for m in MODES):
             m = r[f"{kind} ({mode})"]
             g = m["grammar_us"]
+            share = g["mean"] / 1e3 / m["model_call_ms"]["median"]
             rows.append((f"{KINDS[kind]}, mask {mode}: grammar on the critical path, median / mean / p90",
-                         f"{g['median']} / {g['mean']} / {g['p90']} µs; step median {m['model_call_ms']['median']}"
-                         f" ms; {m['valid']} of {m['answers']} valid; {m['steps'] / m['tokens']:.2f} steps per token"))
+                         f"{g['median']} / {g['mean']} / {g['p90']} µs, mean {share:.1%} of the step (median"
+                         f" {m['model_call_ms']['median']} ms); {m['valid']} of {m['answers']} valid;"
+                         f" {m['steps'] / m['tokens']:.2f} steps per token"))
     return "| measure | value |\n| --- | --- |\n" + "\n".join(f"| {k} | {v} |" for k, v in rows)
 
 
