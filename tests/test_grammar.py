@@ -172,6 +172,10 @@ def test_json_object_gives_objects(gpt2):
 @pytest.mark.parametrize("grammar, pattern", [
     ('start: greeting " " name "!"\ngreeting: "hello" | "hi"\nname: /[a-z]{1,8}/', r"(hello|hi) [a-z]{1,8}!"),
     ('root ::= ("yes" | "no") " " [0-9] [0-9]?', r"(yes|no) [0-9]{1,2}"),     # llama.cpp's GBNF
+    ('start: "says: " answer\nanswer: %json {"type": "object", "properties": {"a": {"enum": [1, 2, 3]},'
+     ' "b": {"type": "string", "maxLength": 3}}, "required": ["a", "b"], "additionalProperties": false,'
+     ' "x-guidance": {"whitespace_flexible": false}}',
+     r'says: \{"a":[123],"b":"[^"]{0,3}"\}'),                                 # a schema inside a grammar
 ])
 def test_a_grammar_constrains_the_text(gpt2, grammar, pattern):
     tokenizer, vocab_size, eos = gpt2
