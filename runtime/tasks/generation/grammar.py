@@ -27,6 +27,18 @@ language. The public names:
                                         them to the model in one prefill-like step
         is_done() -> bool               nothing but EOS can follow: end the request
 
+A loop's order (forced tokens before the prompt's prefill too; the mask goes before top-k and
+top-p, so that they choose among the tokens the grammar allows):
+
+    ids = c.forced(); logits = prefill(prompt + ids)
+    while not c.is_done():
+        token = sample(np.where(c.allowed(), logits, -np.inf)); c.accept(token)
+        if token == eos: break
+        run = [token] + c.forced(limit=room_left); ids += run
+        if c.is_done(): break
+        c.start_mask()                  # optional: overlaps the mask with the step
+        logits = step(run)              # one decode step, or one prefill-like step for a run
+
 The text the grammar sees is the text a client sees, `tokenizer.decode(generated_ids)`:
 - byte-level BPE (GPT-2) and byte-fallback tokenizers are read by llguidance itself from
   tokenizer.json;
