@@ -18,7 +18,7 @@ import pytest
 pytest.importorskip("llguidance")
 jsonschema = pytest.importorskip("jsonschema")
 
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers  # noqa: E402
+from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers  # noqa: E402
 
 from reelrt.bench import grammar as bench_grammar  # noqa: E402
 from reelrt.runtime.bundle import open_bundle  # noqa: E402
@@ -86,6 +86,20 @@ def metaspace_tokenizer() -> Tokenizer:
     tok.pre_tokenizer = pre_tokenizers.Metaspace()
     tok.decoder = decoders.Metaspace()
     tok.add_special_tokens(["<unk>", "<eos>"])
+    return tok
+
+
+def byte_fallback_tokenizer() -> Tokenizer:
+    """A sentencepiece-style BPE as Llama's tokenizer.json has it: '▁' for spaces, byte tokens for
+    what the vocabulary lacks, a decoder that strips the first space."""
+    vocab = {"<unk>": 0, "<s>": 1, "</s>": 2} | {f"<0x{i:02X}>": 3 + i for i in range(256)}
+    for piece in [chr(c) for c in range(33, 127)] + ["▁", "▁{", "▁b", "mood", "▁calm", '":']:
+        vocab.setdefault(piece, len(vocab))
+    tok = Tokenizer(models.BPE(vocab=vocab, merges=[], byte_fallback=True, unk_token="<unk>"))
+    tok.normalizer = normalizers.Sequence([normalizers.Prepend("▁"), normalizers.Replace(" ", "▁")])
+    tok.decoder = decoders.Sequence([decoders.Replace("▁", " "), decoders.ByteFallback(), decoders.Fuse(),
+                                     decoders.Strip(" ", 1, 0)])
+    tok.add_special_tokens(["<unk>", "<s>", "</s>"])
     return tok
 
 
@@ -205,6 +219,26 @@ def test_a_decoder_that_drops_the_first_space():
     spec = ConstraintSpec("json_schema", json.dumps(NPC))
     texts = check_json_outputs(spec, tokenizer, tokenizer.get_vocab_size(), eos=1, n=30)
     assert all(t.startswith("{") for t in texts)
+
+
+def test_a_byte_fallback_tokenizer_spells_any_character():
+    """llguidance reads a byte-fallback tokenizer.json itself; characters the vocabulary lacks
+    come as UTF-8 byte tokens, and the decoded answers are still valid."""
+    tokenizer = byte_fallback_tokenizer()
+    texts = check_json_outputs(ConstraintSpec("json_schema", json.dumps(NPC)), tokenizer,
+                               tokenizer.get_vocab_size() + 5, eos=2, n=30)
+    assert any(ord(ch) > 127 for t in texts for ch in t)
+
+
+@pytest.mark.parametrize("make, eos", [(byte_fallback_tokenizer, 2), (metaspace_tokenizer, 1)])
+def test_a_first_token_whose_space_the_decoder_drops_is_not_taken(make, eos):
+    """' b' can be written only with '▁b' first, which the client would read as 'b': not in the
+    language, so the answer is 'a'; later tokens keep their space."""
+    tokenizer = make()
+    vocab_size = tokenizer.get_vocab_size()
+    g = Grammar.compile(ConstraintSpec("grammar", 'start: ("a" | " b") " b"'), tokenizer, vocab_size, eos)
+    rng = np.random.default_rng(9)
+    assert {tokenizer.decode(sample(g.constraint(), vocab_size, eos, rng)[0]) for _ in range(20)} == {"a b"}
 
 
 def test_a_decoder_that_separates_every_token_is_refused():
