@@ -194,8 +194,8 @@ def run(bundle: str | None, tokenizer_path: str | None, answers: int, model_runs
     from tokenizers import Tokenizer
 
     from reelrt.bench.decode_step import step_times
-    from reelrt.runtime.tasks.generation.grammar import ConstraintSpec, Grammar
     from reelrt.runtime import open_bundle
+    from reelrt.runtime.tasks.generation.grammar import ConstraintSpec, Grammar
     tokenizer, seconds = timed(lambda: Tokenizer.from_file(tokenizer_path) if tokenizer_path else gpt2_sized_tokenizer())
     # the model's logits may outnumber the tokenizer's tokens (GPT-2 small: 50257 over a smaller trained one)
     vocab_size = int(open_bundle(bundle).manifest.extra["vocab_size"]) if bundle else tokenizer.get_vocab_size()
