@@ -6,6 +6,7 @@ tokenizer's decode of the ids, what a client sees.
 """
 from __future__ import annotations
 
+import copy
 import json
 import re
 import subprocess
@@ -17,36 +18,25 @@ import pytest
 pytest.importorskip("llguidance")
 jsonschema = pytest.importorskip("jsonschema")
 
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers  # noqa: E402
+from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers  # noqa: E402
 
+from reelrt.bench import grammar as bench_grammar  # noqa: E402
 from reelrt.runtime.bundle import open_bundle  # noqa: E402
 from reelrt.runtime.errors import InputError  # noqa: E402
 from reelrt.runtime.tasks.generation.grammar import (  # noqa: E402
     ConstraintSpec, Grammar, spec_from_response_format, vocabulary)
 from reelrt.runtime.tasks.tokenizer import read_tokenizer  # noqa: E402
 
-NPC = {
-    "type": "object",
-    "properties": {
-        "mood": {"enum": ["angry", "calm", "afraid"]},
-        "line": {"type": "string", "maxLength": 24},
-        "target": {"type": "object",
-                   "properties": {"name": {"type": "string", "maxLength": 8},
-                                  "distance": {"type": "number"},
-                                  "hostile": {"type": "boolean"}},
-                   "required": ["name", "distance", "hostile"], "additionalProperties": False},
-        "items": {"type": "array", "items": {"type": "string", "maxLength": 6}, "maxItems": 3},
-        "gold": {"type": "integer", "minimum": 0, "maximum": 500},
-    },
-    "required": ["mood", "line", "target", "items", "gold"],
-    "additionalProperties": False,
-}
+# the bench's NPC answer (enums, short strings, a nested object, a list, bounded integers) with an
+# unbounded JSON number for the distance
+NPC = copy.deepcopy(bench_grammar.NPC)
+NPC["properties"]["target"]["properties"]["distance"] = {"type": "number"}
 
 
 def sample(constraint, vocab_size: int, eos: int | None, rng: np.random.Generator, budget: int = 400,
-           background: bool = False) -> tuple[list[int], int, list[bool]]:
-    """Random-logit decoding under `constraint`: (ids, decode steps, EOS allowed at each step)."""
-    out, steps, eos_allowed = [], 0, []
+           background: bool = False) -> tuple[list[int], int]:
+    """Random-logit decoding under `constraint`: the ids and the decode steps they took."""
+    out, steps = [], 0
     while not constraint.is_done() and len(out) < budget:
         out += constraint.forced()
         if constraint.is_done():
@@ -59,12 +49,11 @@ def sample(constraint, vocab_size: int, eos: int | None, rng: np.random.Generato
         logits[~mask] = -np.inf
         token = int(np.argmax(logits))
         steps += 1
-        eos_allowed.append(eos is not None and bool(mask[eos]))
         constraint.accept(token)
         if token == eos:
             break
         out.append(token)
-    return out, steps, eos_allowed
+    return out, steps
 
 
 @pytest.fixture(scope="module")
@@ -100,13 +89,27 @@ def metaspace_tokenizer() -> Tokenizer:
     return tok
 
 
+def byte_fallback_tokenizer() -> Tokenizer:
+    """A sentencepiece-style BPE as Llama's tokenizer.json has it: '▁' for spaces, byte tokens for
+    what the vocabulary lacks, a decoder that strips the first space."""
+    vocab = {"<unk>": 0, "<s>": 1, "</s>": 2} | {f"<0x{i:02X}>": 3 + i for i in range(256)}
+    for piece in [chr(c) for c in range(33, 127)] + ["▁", "▁{", "▁b", "mood", "▁calm", '":']:
+        vocab.setdefault(piece, len(vocab))
+    tok = Tokenizer(models.BPE(vocab=vocab, merges=[], byte_fallback=True, unk_token="<unk>"))
+    tok.normalizer = normalizers.Sequence([normalizers.Prepend("▁"), normalizers.Replace(" ", "▁")])
+    tok.decoder = decoders.Sequence([decoders.Replace("▁", " "), decoders.ByteFallback(), decoders.Fuse(),
+                                     decoders.Strip(" ", 1, 0)])
+    tok.add_special_tokens(["<unk>", "<s>", "</s>"])
+    return tok
+
+
 def check_json_outputs(spec, tokenizer, vocab_size, eos, n=100, seed=0, background=False):
     grammar = Grammar.compile(spec, tokenizer, vocab_size, eos)
     rng = np.random.default_rng(seed)
     schema = json.loads(spec.text) if spec.kind == "json_schema" else {"type": "object"}
     texts = []
     for _ in range(n):
-        ids, _, eos_allowed = sample(grammar.constraint(), vocab_size, eos, rng, background=background)
+        ids, _ = sample(grammar.constraint(), vocab_size, eos, rng, background=background)
         text = tokenizer.decode(ids, skip_special_tokens=False)
         jsonschema.validate(json.loads(text), schema)
         texts.append(text)
@@ -151,7 +154,7 @@ def test_forced_tokens_spell_the_keys_and_save_decode_steps(gpt2):
     first = c.forced()
     assert tokenizer.decode(first) == '{"mood":"'
     assert c.forced() == []                       # accepted: nothing more is forced until a choice
-    ids, steps, _ = sample(c, vocab_size, eos, np.random.default_rng(2))
+    ids, steps = sample(c, vocab_size, eos, np.random.default_rng(2))
     assert steps < len(first + ids)
 
 
@@ -171,7 +174,7 @@ def test_json_object_gives_objects(gpt2):
     ended = 0
     for _ in range(40):
         c = grammar.constraint()
-        ids, _, _ = sample(c, vocab_size, eos, rng, budget=200)
+        ids, _ = sample(c, vocab_size, eos, rng, budget=200)
         if c.is_done():
             ended += 1
             assert isinstance(json.loads(tokenizer.decode(ids)), dict)
@@ -183,6 +186,10 @@ def test_json_object_gives_objects(gpt2):
 @pytest.mark.parametrize("grammar, pattern", [
     ('start: greeting " " name "!"\ngreeting: "hello" | "hi"\nname: /[a-z]{1,8}/', r"(hello|hi) [a-z]{1,8}!"),
     ('root ::= ("yes" | "no") " " [0-9] [0-9]?', r"(yes|no) [0-9]{1,2}"),     # llama.cpp's GBNF
+    ('start: "says: " answer\nanswer: %json {"type": "object", "properties": {"a": {"enum": [1, 2, 3]},'
+     ' "b": {"type": "string", "maxLength": 3}}, "required": ["a", "b"], "additionalProperties": false,'
+     ' "x-guidance": {"whitespace_flexible": false}}',
+     r'says: \{"a":[123],"b":"[^"]{0,3}"\}'),                                 # a schema inside a grammar
 ])
 def test_a_grammar_constrains_the_text(gpt2, grammar, pattern):
     tokenizer, vocab_size, eos = gpt2
@@ -214,6 +221,26 @@ def test_a_decoder_that_drops_the_first_space():
     assert all(t.startswith("{") for t in texts)
 
 
+def test_a_byte_fallback_tokenizer_spells_any_character():
+    """llguidance reads a byte-fallback tokenizer.json itself; characters the vocabulary lacks
+    come as UTF-8 byte tokens, and the decoded answers are still valid."""
+    tokenizer = byte_fallback_tokenizer()
+    texts = check_json_outputs(ConstraintSpec("json_schema", json.dumps(NPC)), tokenizer,
+                               tokenizer.get_vocab_size() + 5, eos=2, n=30)
+    assert any(ord(ch) > 127 for t in texts for ch in t)
+
+
+@pytest.mark.parametrize("make, eos", [(byte_fallback_tokenizer, 2), (metaspace_tokenizer, 1)])
+def test_a_first_token_whose_space_the_decoder_drops_is_not_taken(make, eos):
+    """' b' can be written only with '▁b' first, which the client would read as 'b': not in the
+    language, so the answer is 'a'; later tokens keep their space."""
+    tokenizer = make()
+    vocab_size = tokenizer.get_vocab_size()
+    g = Grammar.compile(ConstraintSpec("grammar", 'start: ("a" | " b") " b"'), tokenizer, vocab_size, eos)
+    rng = np.random.default_rng(9)
+    assert {tokenizer.decode(sample(g.constraint(), vocab_size, eos, rng)[0]) for _ in range(20)} == {"a b"}
+
+
 def test_a_decoder_that_separates_every_token_is_refused():
     tokenizer = char_tokenizer()
     tokenizer.decoder = None   # tokenizers then joins tokens with spaces: '{ " m o o d'
@@ -224,8 +251,11 @@ def test_a_decoder_that_separates_every_token_is_refused():
 def test_a_refused_token_is_an_input_error(gpt2):
     tokenizer, vocab_size, eos = gpt2
     c = Grammar.compile(ConstraintSpec("json_object"), tokenizer, vocab_size, eos).constraint()
-    with pytest.raises(InputError, match="not allowed"):
-        c.accept(tokenizer.encode("x").ids[0])
+    for refused in (tokenizer.encode("x").ids[0], eos, vocab_size - 1 + 10):
+        with pytest.raises(InputError, match="not allowed"):
+            c.accept(refused)
+    c.accept(tokenizer.encode("{").ids[0])        # the state is as it was: "{" still opens the object
+    assert tokenizer.decode(c.forced()) == "" and not c.is_done()
 
 
 def test_compiled_once_per_tokenizer_and_spec(gpt2, gpt2_tiny_bundle):
@@ -258,7 +288,9 @@ def test_response_format():
     assert spec_from_response_format({"type": "text"}) is None
     assert spec_from_response_format({"type": "json_object"}) == ConstraintSpec("json_object")
     spec = spec_from_response_format({"type": "json_schema", "json_schema": {"name": "npc", "schema": NPC, "strict": True}})
-    assert spec.kind == "json_schema" and json.loads(spec.text) == NPC
+    assert spec == ConstraintSpec.from_schema(NPC) == ConstraintSpec.from_schema(json.dumps(NPC))
+    with pytest.raises(InputError, match="dict or its JSON text"):
+        ConstraintSpec.from_schema(["type", "object"])
 
 
 @pytest.mark.parametrize("obj, message", [
@@ -294,3 +326,70 @@ def test_the_constraint_imports_no_training_packages(gpt2_tiny_bundle):
     result = subprocess.run([sys.executable, "-c", PROBE, str(gpt2_tiny_bundle / "tokenizer.json")],
                             capture_output=True, text=True, check=True)
     assert json.loads(result.stdout.strip().splitlines()[-1]) == []
+
+
+def test_the_bench_reports_the_mask_against_the_decode_step(gpt2_tiny_bundle, tmp_path, capsys):
+    """bench/grammar.py end to end on the tiny bundle (its figures are the bench's, not checked)."""
+    from reelrt.bench.grammar import main
+    out = tmp_path / "grammar.json"
+    assert main(["--bundle", str(gpt2_tiny_bundle), "--tokenizer", str(gpt2_tiny_bundle / "tokenizer.json"),
+                 "--answers", "4", "--model-answers", "2", "--json", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert report["random_logits"]["valid"] == 4
+    assert all(report[f"{kind} ({mode})"]["valid"] == 2 for kind in ("model", "idle step")
+               for mode in ("after the step", "background"))
+    assert "decode steps per generated token" in capsys.readouterr().out
+
+
+def test_forced_tokens_come_in_the_limit_asked(gpt2):
+    tokenizer, vocab_size, eos = gpt2
+    grammar = Grammar.compile(ConstraintSpec("json_schema", json.dumps(NPC)), tokenizer, vocab_size, eos)
+    whole, parts = grammar.constraint().forced(), grammar.constraint()
+    assert len(whole) > 2
+    assert parts.forced(limit=2) == whole[:2] and parts.forced() == whole[2:]
+
+
+@pytest.mark.parametrize("make", [char_tokenizer, None], ids=["wordlevel", "gpt2"])
+def test_a_model_without_an_end_token_ends_when_the_grammar_does(gpt2, make):
+    """No EOS id: no token stands for one (GPT-2's <|endoftext|> stays out even where an integer
+    could end), and an answer ends when nothing can follow."""
+    tokenizer, vocab_size, _ = (make(), make().get_vocab_size(), None) if make else gpt2
+    specials = list(tokenizer.get_added_tokens_decoder())
+    rng = np.random.default_rng(6)
+    c = Grammar.compile(ConstraintSpec("json_schema", '{"type": "integer"}'), tokenizer, vocab_size, None).constraint()
+    for _ in range(30):
+        mask = c.allowed()
+        assert mask.any() and not mask[specials].any()
+        c.accept(int(np.argmax(np.where(mask, rng.standard_normal(vocab_size), -np.inf))))
+    grammar = Grammar.compile(ConstraintSpec("json_schema", json.dumps(NPC)), tokenizer, vocab_size, None)
+    for _ in range(20):
+        ids, _ = sample(grammar.constraint(), vocab_size, None, rng)
+        jsonschema.validate(json.loads(tokenizer.decode(ids)), NPC)
+
+
+def test_without_llguidance_the_error_names_the_extra(monkeypatch):
+    from reelrt.runtime.errors import BackendUnavailableError
+    monkeypatch.setitem(sys.modules, "llguidance", None)   # what an install without the extra gives
+    with pytest.raises(BackendUnavailableError, match=r"reelrt\[grammar\]"):
+        ConstraintSpec("json_object")
+
+
+def test_a_mask_started_in_the_background_is_computed_once(gpt2, monkeypatch):
+    """start_mask() then is_done() then allowed(): one computation per step, on the worker."""
+    import threading
+
+    from reelrt.runtime.tasks.generation.grammar import Constraint
+    tokenizer, vocab_size, eos = gpt2
+    fills, real_fill = [], Constraint._fill
+    monkeypatch.setattr(Constraint, "_fill", lambda self: (fills.append(threading.current_thread()), real_fill(self)))
+    c = Grammar.compile(ConstraintSpec("json_schema", json.dumps(NPC)), tokenizer, vocab_size, eos).constraint()
+    rng, steps = np.random.default_rng(8), 0
+    while not c.is_done():
+        c.forced()
+        if c.is_done():
+            break
+        c.start_mask()
+        assert not c.is_done()
+        c.accept(int(np.argmax(np.where(c.allowed(), rng.standard_normal(vocab_size), -np.inf))))
+        steps += 1
+    assert len(fills) == steps and threading.current_thread() not in fills

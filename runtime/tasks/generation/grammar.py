@@ -9,20 +9,35 @@ language. The public names:
     ConstraintSpec(kind, text)          kind "json_object" | "json_schema" | "grammar"; text the
                                         schema as JSON, or a Lark (llguidance) or GBNF grammar;
                                         checked on construction (InputError says what is wrong)
+    ConstraintSpec.from_schema(schema)  a json_schema spec from a dict or JSON text
     spec_from_response_format(obj)      OpenAI's `response_format` -> ConstraintSpec | None ("text")
     Grammar.compile(spec, tokenizer, vocab_size, eos_token_id)
                                         compiled once per (tokenizer, spec) and cached; the
                                         tokenizer's token table is built once per tokenizer.json
     grammar.constraint() -> Constraint  one request's state:
-        allowed() -> bool[vocab_size]   the tokens the grammar admits next (ids the tokenizer
-                                        lacks, and EOS until the text is complete, are False)
+        allowed() -> bool[vocab_size]   a new mask of the tokens the grammar admits next (ids
+                                        the tokenizer lacks, and EOS until the text is
+                                        complete, are False)
         start_mask()                    compute that mask on a worker thread (llguidance drops
                                         the GIL) while the decode step runs; allowed() waits
-        accept(token_id)                the sampled token (InputError if the grammar refuses it)
+        accept(token_id)                the sampled token, EOS included (InputError if the
+                                        grammar refuses it; the state is then unchanged)
         forced(limit=None) -> list[int] the tokens the grammar admits as the only continuation
                                         (keys, punctuation, enum tails), ALREADY ACCEPTED: feed
                                         them to the model in one prefill-like step
         is_done() -> bool               nothing but EOS can follow: end the request
+
+A loop's order (forced tokens before the prompt's prefill too; the mask goes before top-k and
+top-p, so that they choose among the tokens the grammar allows):
+
+    ids = c.forced(); logits = prefill(prompt + ids)
+    while not c.is_done():
+        token = sample(np.where(c.allowed(), logits, -np.inf)); c.accept(token)
+        if token == eos: break
+        run = [token] + c.forced(limit=room_left); ids += run
+        if c.is_done(): break
+        c.start_mask()                  # optional: overlaps the mask with the step
+        logits = step(run)              # one decode step, or one prefill-like step for a run
 
 The text the grammar sees is the text a client sees, `tokenizer.decode(generated_ids)`:
 - byte-level BPE (GPT-2) and byte-fallback tokenizers are read by llguidance itself from
@@ -38,6 +53,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -95,6 +111,15 @@ class ConstraintSpec:
         if error:
             raise InputError(f"bad {self.kind.replace('_', ' ')}: {error.splitlines()[0]}")
 
+    @classmethod
+    def from_schema(cls, schema: dict | str) -> ConstraintSpec:
+        """A json_schema spec from a schema as a dict or as JSON text (generate(json_schema=...))."""
+        if isinstance(schema, dict):
+            return cls("json_schema", json.dumps(schema))
+        if isinstance(schema, str):
+            return cls("json_schema", schema)
+        raise InputError(f"a JSON schema must be a dict or its JSON text, not {type(schema).__name__}")
+
     def grammar_text(self) -> str:
         """The spec in llguidance's grammar form."""
         llg = _llguidance()
@@ -125,7 +150,7 @@ def spec_from_response_format(obj: Any) -> ConstraintSpec | None:
         raise InputError("response_format of type json_schema needs a json_schema object"
                          " ({\"name\": ..., \"schema\": {...}})")
     name = spec.get("name")
-    if not isinstance(name, str) or not 1 <= len(name) <= 64 or not all(c.isalnum() or c in "_-" for c in name):
+    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", name):
         raise InputError(f"response_format.json_schema.name must be 1 to 64 letters, digits, '_' or '-', not {name!r}")
     if not isinstance(spec.get("strict", False), bool):
         raise InputError(f"response_format.json_schema.strict must be true or false, not {spec['strict']!r}")
@@ -134,7 +159,7 @@ def spec_from_response_format(obj: Any) -> ConstraintSpec | None:
     schema = spec.get("schema")
     if not isinstance(schema, dict):
         raise InputError(f"response_format.json_schema.schema must be a JSON schema object, not {schema!r:.60}")
-    return ConstraintSpec("json_schema", json.dumps(schema))
+    return ConstraintSpec.from_schema(schema)
 
 
 class Vocabulary:
@@ -148,20 +173,26 @@ class Vocabulary:
         text = tokenizer.to_str()
         decoders = _decoder_types(json.loads(text).get("decoder"))
         self.first_ok: np.ndarray | None = None   # tokens allowed as the first one, where not all are
-        if "ByteLevel" in decoders or "ByteFallback" in decoders:
-            try:
-                self.handle = llg.LLTokenizer(text, eos_token=eos_token_id)
-            except ValueError as e:
-                raise InputError(f"llguidance cannot read this tokenizer.json: {e}") from None
-            if "ByteLevel" not in decoders:   # a byte-fallback decoder may strip the first space
-                self.first_ok = _stands_alone(tokenizer, self.text_vocab)
+        if "ByteLevel" in decoders:               # bytes add up: every token reads the same anywhere
+            self.handle = self._native(llg, text)
+            return
+        texts = _Texts(tokenizer)
+        if "ByteFallback" in decoders:
+            self.handle = self._native(llg, text)
         else:
-            table = _TokenTable(tokenizer, eos_token_id)
-            self.handle = llg.LLTokenizer(llg.TokenizerWrapper(table))
-            self.first_ok = table.first_ok[:self.text_vocab]
-        if self.first_ok is not None and not self.first_ok.any():
+            self.handle = llg.LLTokenizer(llg.TokenizerWrapper(_TokenTable(tokenizer, eos_token_id, texts)))
+        self.first_ok = texts.stands_alone()[:self.text_vocab]
+        if not self.first_ok.any():
             raise InputError("no token of this tokenizer decodes alone as it does after another (its decoder puts"
                              " a separator between tokens), so constrained text cannot be spelt with it")
+        if eos_token_id is not None and eos_token_id < self.text_vocab:
+            self.first_ok[eos_token_id] = True    # the grammar decides whether an empty answer may end
+
+    def _native(self, llg, text: str):
+        try:
+            return llg.LLTokenizer(text, eos_token=self.eos_token_id)
+        except ValueError as e:
+            raise InputError(f"llguidance cannot read this tokenizer.json: {e}") from None
 
 
 def _decoder_types(decoder: dict | None) -> set[str]:
@@ -170,47 +201,48 @@ def _decoder_types(decoder: dict | None) -> set[str]:
     return {decoder.get("type")}.union(*(_decoder_types(d) for d in decoder.get("decoders", [])))
 
 
-def _stands_alone(tokenizer: Tokenizer, n: int) -> np.ndarray:
-    """Which tokens decode alone to the text they add after another token."""
-    anchor = _anchor(tokenizer, n)
-    alone = tokenizer.decode_batch([[t] for t in range(n)], skip_special_tokens=False)
-    head = tokenizer.decode([anchor], skip_special_tokens=False)
-    after = tokenizer.decode_batch([[anchor, t] for t in range(n)], skip_special_tokens=False)
-    return np.array([a == s[len(head):] and s.startswith(head) for a, s in zip(alone, after)], bool)
+class _Texts:
+    """What a tokenizer's decoder makes of each token: alone, and after an ordinary token."""
 
+    def __init__(self, tokenizer: Tokenizer):
+        self.tokenizer = tokenizer
+        self.n = n = tokenizer.get_vocab_size()
+        self.special = {t for t, added in tokenizer.get_added_tokens_decoder().items() if added.special}
+        self.anchor = next((t for t in range(n) if t not in self.special and self.decode([t])), None)
+        if self.anchor is None:
+            raise InputError("the tokenizer has no ordinary token with text")
+        self.head = self.decode([self.anchor])
+        self.alone = self.decode_all(lambda t: [t])
+        self.after = [s[len(self.head):] if s.startswith(self.head) else None
+                      for s in self.decode_all(lambda t: [self.anchor, t])]
 
-def _anchor(tokenizer: Tokenizer, n: int) -> int:
-    """An ordinary token to decode others after: the first non-special one with text."""
-    special = {t for t, added in tokenizer.get_added_tokens_decoder().items() if added.special}
-    for t in range(n):
-        if t not in special and tokenizer.decode([t], skip_special_tokens=False):
-            return t
-    raise InputError("the tokenizer has no ordinary token with text")
+    def decode(self, ids: list[int]) -> str:
+        return self.tokenizer.decode(ids, skip_special_tokens=False)
+
+    def decode_all(self, ids_of) -> list[str]:
+        return self.tokenizer.decode_batch([ids_of(t) for t in range(self.n)], skip_special_tokens=False)
+
+    def stands_alone(self) -> np.ndarray:
+        """Which tokens decode alone to the text they add after another token."""
+        return np.array([t not in self.special and a == c for t, (a, c) in enumerate(zip(self.alone, self.after))], bool)
 
 
 class _TokenTable:
     """What llguidance's TokenizerWrapper reads for a tokenizer it cannot read itself: each
     token's bytes as its decoder writes them after another token, and an encoder."""
 
-    def __init__(self, tokenizer: Tokenizer, eos_token_id: int | None):
-        n = tokenizer.get_vocab_size()
-        anchor = _anchor(tokenizer, n)
-        head = tokenizer.decode([anchor], skip_special_tokens=False)
-        ctx = [s[len(head):] if s.startswith(head) else None
-               for s in tokenizer.decode_batch([[anchor, t] for t in range(n)], skip_special_tokens=False)]
-        # additive: the text of anchor, t, anchor is the sum of the parts (else t's text depends on its neighbours)
-        tail = ctx[anchor]
-        whole = tokenizer.decode_batch([[anchor, t, anchor] for t in range(n)], skip_special_tokens=False)
-        special = {t for t, added in tokenizer.get_added_tokens_decoder().items() if added.special}
-        self.special_token_ids = sorted(special | {t for t in range(n) if not ctx[t] or tail is None
-                                                   or whole[t] != head + ctx[t] + tail})
-        self.tokens = [b"" if t in special or ctx[t] is None else ctx[t].encode() for t in range(n)]
-        self.first_ok = _stands_alone(tokenizer, n)
-        self.first_ok[self.special_token_ids] = False
+    def __init__(self, tokenizer: Tokenizer, eos_token_id: int | None, texts: _Texts):
+        after, tail = texts.after, texts.after[texts.anchor]
+        # a token whose text between two others is not its text after one depends on its neighbours
+        between = texts.decode_all(lambda t: [texts.anchor, t, texts.anchor])
+        unusable = {t for t in range(texts.n) if t in texts.special or not after[t] or tail is None
+                    or between[t] != texts.head + after[t] + tail}
+        self.special_token_ids = sorted(unusable)   # llguidance never lets these spell text
+        self.tokens = [b"" if t in unusable else after[t].encode() for t in range(texts.n)]
         self.eos_token_id = eos_token_id
         self.bos_token_id = None
         self.tokenizer = tokenizer
-        self.by_bytes = {b: t for t, b in enumerate(self.tokens) if b and t not in set(self.special_token_ids)}
+        self.by_bytes = {b: t for t, b in enumerate(self.tokens) if b}
         self.longest = max(map(len, self.by_bytes), default=1)
 
     def __call__(self, text: bytes | str) -> list[int]:
@@ -232,23 +264,34 @@ class _TokenTable:
         return out
 
 
-_VOCABS: dict[tuple, Vocabulary] = {}
-_DIGESTS: dict[int, tuple[Any, str]] = {}   # id(tokenizer) -> (tokenizer, digest of its tokenizer.json)
-_GRAMMARS: dict[tuple, Grammar] = {}
 _LOCK = threading.Lock()
-_CACHED_GRAMMARS = 64
+_DIGESTS: dict[int, tuple[Any, str]] = {}   # id(tokenizer) -> (the tokenizer, pinned; its tokenizer.json's digest)
+_VOCABS: dict[tuple, Vocabulary] = {}
+_GRAMMARS: dict[tuple, Grammar] = {}
+
+
+def _cached(cache: dict, key, make, limit: int):
+    """cache[key], made on first use; the oldest entry goes when `limit` are held."""
+    with _LOCK:
+        if key in cache:
+            return cache[key]
+    value = make()   # outside the lock: a build takes up to a second
+    with _LOCK:
+        if key not in cache and len(cache) >= limit:
+            cache.pop(next(iter(cache)))
+        return cache.setdefault(key, value)
+
+
+def _key(tokenizer: Tokenizer, vocab_size: int, eos_token_id: int | None) -> tuple:
+    digest = _cached(_DIGESTS, id(tokenizer),
+                     lambda: (tokenizer, hashlib.sha256(tokenizer.to_str().encode()).hexdigest()), 16)[1]
+    return digest, vocab_size, eos_token_id
 
 
 def vocabulary(tokenizer: Tokenizer, vocab_size: int, eos_token_id: int | None) -> Vocabulary:
     """The token table of this tokenizer.json for a model of `vocab_size` logits, built once."""
-    with _LOCK:
-        pinned = _DIGESTS.get(id(tokenizer))
-        if pinned is None or pinned[0] is not tokenizer:
-            pinned = _DIGESTS[id(tokenizer)] = (tokenizer, hashlib.sha256(tokenizer.to_str().encode()).hexdigest())
-        key = (pinned[1], vocab_size, eos_token_id)
-        if key not in _VOCABS:
-            _VOCABS[key] = Vocabulary(tokenizer, vocab_size, eos_token_id)
-        return _VOCABS[key]
+    return _cached(_VOCABS, _key(tokenizer, vocab_size, eos_token_id),
+                   lambda: Vocabulary(tokenizer, vocab_size, eos_token_id), 8)
 
 
 class Grammar:
@@ -266,16 +309,8 @@ class Grammar:
                 eos_token_id: int | None) -> Grammar:
         """The cached grammar of `spec` for this tokenizer and model vocabulary."""
         vocab = vocabulary(tokenizer, vocab_size, eos_token_id)
-        key = (id(vocab), spec)
-        with _LOCK:
-            grammar = _GRAMMARS.get(key)
-        if grammar is None:
-            grammar = cls(spec, vocab)
-            with _LOCK:
-                if len(_GRAMMARS) >= _CACHED_GRAMMARS:
-                    _GRAMMARS.pop(next(iter(_GRAMMARS)))
-                _GRAMMARS[key] = grammar
-        return grammar
+        key = (*_key(tokenizer, vocab_size, eos_token_id), spec)
+        return _cached(_GRAMMARS, key, lambda: cls(spec, vocab), 64)
 
     def constraint(self) -> Constraint:
         return Constraint(self)
@@ -292,62 +327,69 @@ class Constraint:
         self.vocab = v = grammar.vocab
         self.matcher = grammar.matcher.deep_copy()
         self.bits = np.zeros((v.handle.vocab_size + 31) // 32, np.int32)
-        self.mask = np.zeros(v.vocab_size, bool)
+        self.what = grammar.spec.kind.replace("_", " ")   # for errors: "json schema", "grammar"
         self.tokens = 0           # accepted so far
         self.pending: Future | None = None
+        self.fresh = False        # `bits` hold the mask of the present state
+        self.done = self.matcher.is_stopped()
 
     def start_mask(self) -> None:
-        """Compute the next mask on a worker thread; allowed() collects it."""
-        if self.pending is None:
+        """Compute the next mask on a worker thread while the caller runs the model; allowed()
+        collects it. Until then only is_done() may be called."""
+        if self.pending is None and not self.fresh:
             self.pending = _WORKERS.submit(self._fill)
 
     def allowed(self) -> np.ndarray:
-        """A bool mask over the model's vocabulary: True where the grammar admits the token next.
-        The array is reused: copy it to keep it past the next accept()."""
-        if self.pending is None:
+        """A new bool mask over the model's vocabulary: True where the grammar admits the token next."""
+        self._wait()
+        if not self.fresh:
             self._fill()
-        else:
-            self._wait()
         v = self.vocab
-        self.mask[:v.text_vocab] = np.unpackbits(self.bits.view(np.uint8), count=v.text_vocab, bitorder="little")
+        mask = np.unpackbits(self.bits.view(np.uint8), count=v.vocab_size, bitorder="little").view(bool)
+        mask[v.text_vocab:] = False
         if v.eos_token_id is None:
-            self.mask[v.handle.eos_token:v.handle.eos_token + 1] = False
+            mask[v.handle.eos_token:v.handle.eos_token + 1] = False
         if self.tokens == 0 and v.first_ok is not None:
-            self.mask[:v.text_vocab] &= v.first_ok | self._eos_row()
-        if not self.mask.any():
-            raise InputError(f"the {self.grammar.spec.kind.replace('_', ' ')} admits no token of this vocabulary"
-                             f" after {self.tokens} tokens (the tokenizer cannot spell what it requires)")
-        return self.mask
+            mask[:v.text_vocab] &= v.first_ok
+        if not mask.any() and not self.done:
+            raise InputError(f"the {self.what} admits no token of this vocabulary after {self.tokens} tokens"
+                             " (the tokenizer cannot spell what it requires)")
+        return mask
 
     def accept(self, token_id: int) -> None:
-        """Advance past the sampled token; InputError when the grammar refuses it."""
+        """Advance past the sampled token; InputError when the grammar refuses it (nothing changes)."""
         self._wait()
-        if not self.matcher.consume_token(int(token_id)):
-            raise InputError(f"token {token_id} is not allowed by the {self.grammar.spec.kind.replace('_', ' ')}"
-                             f" after {self.tokens} tokens: {self.matcher.get_error().splitlines()[0]}")
-        self.tokens += 1
+        if not 0 <= token_id < self.vocab.text_vocab or self.matcher.try_consume_tokens([int(token_id)]) != 1:
+            raise InputError(f"token {token_id} is not allowed by the {self.what} after {self.tokens} tokens")
+        self._moved(1)
 
     def forced(self, limit: int | None = None) -> list[int]:
         """The tokens that must come next whatever the model says (at most `limit`), accepted
         here: the caller appends them to the output and feeds them to the model in one step."""
         self._wait()
-        if self.matcher.is_stopped():
+        if self.done:
             return []
         ids = self.matcher.compute_ff_tokens()[:limit]
         if self.tokens == 0 and self.vocab.first_ok is not None:
             ids = ids if ids and self.vocab.first_ok[ids[0]] else []
-        if ids and not self.matcher.consume_tokens(ids):
-            raise ReelrtError(f"the grammar refused its own forced tokens: {self.matcher.get_error()}")
-        self.tokens += len(ids)
+        if ids:
+            if not self.matcher.consume_tokens(ids):
+                raise ReelrtError(f"the grammar refused its own forced tokens: {self.matcher.get_error()}")
+            self._moved(len(ids))
         return ids
 
     def is_done(self) -> bool:
         """Nothing but end-of-sequence can follow (or it was accepted): the answer is complete."""
-        self._wait()
-        return self.matcher.is_stopped()
+        return self.done
 
     def _fill(self) -> None:
         self.matcher.unsafe_compute_mask_ptr(self.bits.ctypes.data, self.bits.nbytes)
+        self.fresh = True
+
+    def _moved(self, tokens: int) -> None:
+        self.tokens += tokens
+        self.fresh = False
+        self.done = self.matcher.is_stopped()
 
     def _wait(self) -> None:
         if self.pending is not None:
@@ -355,9 +397,3 @@ class Constraint:
             pending.result()
         if self.matcher.is_error():
             raise ReelrtError(f"grammar matcher failed: {self.matcher.get_error()}")
-
-    def _eos_row(self) -> np.ndarray:
-        eos = np.zeros(self.vocab.text_vocab, bool)
-        if self.vocab.eos_token_id is not None and self.vocab.eos_token_id < self.vocab.text_vocab:
-            eos[self.vocab.eos_token_id] = True
-        return eos
