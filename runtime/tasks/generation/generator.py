@@ -18,7 +18,7 @@ per thread to generate in parallel.
 """
 from __future__ import annotations
 
-import json
+import os
 import threading
 import warnings
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
@@ -184,6 +184,13 @@ class TextGenerator(Model):
         from reelrt.runtime.tasks.generation.grammar import Grammar
         return Grammar.compile(spec, self.tokenizer, self.vocab_size, self.eos_token_id).constraint
 
+    @property
+    def mask_ahead(self) -> bool:
+        """Whether a constraint's next mask is computed on a worker thread while the model runs:
+        where the model's threads leave a core free (on a machine whose cores they all take, the
+        worker competes with the step and costs more than it saves: bench/RESULTS.md)."""
+        return self.threads.threads < (os.cpu_count() or 1)
+
     # ---- the decoder: one driver at a time -----------------------------------------------
 
     def lend_decoder(self) -> KVDecoder:
@@ -226,7 +233,7 @@ class TextGenerator(Model):
         each step as (request index, event)) until every request finished."""
         epoch = self._begin()
         try:
-            scheduler = Scheduler(self.decoder, slots=len(reqs), max_waiting=len(reqs))
+            scheduler = Scheduler(self.decoder, slots=len(reqs), max_waiting=len(reqs), mask_ahead=self.mask_ahead)
             events: list[tuple[int, Pick | Finish]] = []
             jobs = [scheduler.submit(req, lambda e, i=i: events.append((i, e))) for i, req in enumerate(reqs)]
             while scheduler.busy:
@@ -251,8 +258,7 @@ def constraint_spec(json_schema: dict | str | None = None, grammar: str | None =
         raise InputError("pass json_schema or grammar, not both")
     if json_schema is not None:
         from reelrt.runtime.tasks.generation.grammar import ConstraintSpec
-        text = json_schema if isinstance(json_schema, str) else json.dumps(json_schema)
-        return ConstraintSpec("json_schema", text)
+        return ConstraintSpec.from_schema(json_schema)
     if grammar is not None:
         from reelrt.runtime.tasks.generation.grammar import ConstraintSpec
         return ConstraintSpec("grammar", grammar)

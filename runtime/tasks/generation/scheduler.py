@@ -76,7 +76,7 @@ class Scheduler:
     """N slots over one runner, fed from a bounded waiting line."""
 
     def __init__(self, runner: KVDecoder, slots: int = 1, prefill_chunk: int = PREFILL_CHUNK,
-                 max_waiting: int = MAX_WAITING):
+                 max_waiting: int = MAX_WAITING, mask_ahead: bool = False):
         if isinstance(slots, bool) or not isinstance(slots, int) or slots < 1:
             raise InputError(f"slots must be a positive int, not {slots!r}")
         if isinstance(prefill_chunk, bool) or not isinstance(prefill_chunk, int) or prefill_chunk < 1:
@@ -84,6 +84,7 @@ class Scheduler:
         self.runner = runner
         self.slots = [Slot(r) for r in range(slots)]
         self.prefill_chunk = prefill_chunk
+        self.mask_ahead = mask_ahead    # start a constraint's next mask on a worker thread while the model runs
         self.line = Line(max_waiting, "requests")
         self.waiting: deque[Job] = deque()
         self.lock = threading.Lock()    # guards `waiting`
@@ -263,10 +264,11 @@ class Scheduler:
         if constraint is not None and constraint.is_done():
             return self._free(slot, "stop")
         job.todo = job.todo + [p.token for p in picks] if job.prompting else [p.token for p in picks]
-        try:
-            job.sampler.prepare()
-        except ReelrtError as e:
-            self._free(slot, "error", str(e))
+        if self.mask_ahead:
+            try:
+                job.sampler.prepare()
+            except ReelrtError as e:
+                self._free(slot, "error", str(e))
 
     def _free(self, slot: Slot, reason: str, error: str | None = None) -> None:
         job = slot.job

@@ -38,7 +38,7 @@ class SlotGenerator:
         self.gen = generator
         runner = generator.lend_decoder()   # ours until close(); the generator refuses its own calls
         try:
-            self.scheduler = Scheduler(runner, slots, prefill_chunk, max_waiting)
+            self.scheduler = Scheduler(runner, slots, prefill_chunk, max_waiting, generator.mask_ahead)
         except BaseException:
             generator.take_back_decoder()
             raise
