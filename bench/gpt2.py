@@ -33,6 +33,7 @@ import numpy as np
 from reelrt.bench.harness import System, percentile
 from reelrt.runtime.bundle import Bundle
 from reelrt.runtime.bundle.layout import GENAI_CONFIG
+from reelrt.runtime.tasks.generation.config import DecoderConfig
 from reelrt.runtime.bundle.cache import cache_dir
 
 PROMPT_TOKENS = 32
@@ -43,7 +44,7 @@ PEERS = ("onnxruntime-genai", "pytorch", "optimum", "llama.cpp")
 def new_tokens(bundle: Bundle) -> int:
     """NEW_TOKENS, or fewer where the model's context cannot hold them after the prompt (the demo's
     small GPT-2 has 128 positions)."""
-    return min(NEW_TOKENS, int(bundle.manifest.extra["max_context"]) - PROMPT_TOKENS)
+    return min(NEW_TOKENS, DecoderConfig.from_manifest(bundle.manifest).max_context - PROMPT_TOKENS)
 
 
 def mean_context(new: int) -> int:
@@ -61,7 +62,7 @@ def systems(bundles: list[Bundle], peers: set[str] | None, threads: int) -> tupl
     for bundle in bundles:
         m = bundle.manifest
         workload, new = _workload(bundle), new_tokens(bundle)
-        sources.setdefault(workload, (_source(bundle), new))
+        sources.setdefault(workload, (weights_source(bundle), new))
         rows.append(System(f"reelrt {m.precision}", workload, "reelrt.bench.gpt2:reelrt_generation",
                            {"bundle": str(bundle.root), "threads": threads, "new_tokens": new}, is_reelrt=True,
                            size_bytes=sum(a.size for p, a in m.artifacts.items() if p.startswith(m.model)),
@@ -131,10 +132,10 @@ def bytes_per_token(manifest, context: int) -> int:
     """What one decode step reads from memory: the weights it streams at the bundle's precision
     (every matrix once; of the embedding tables one row, left out) as export and quantize recorded
     them, and the keys and values of `context` tokens in every layer."""
-    x = manifest.extra
-    weights = int(manifest.validation.get("weight_bytes_per_token", x["weight_bytes_per_token"]))
+    config = DecoderConfig.from_manifest(manifest)
+    weights = int(manifest.validation.get("weight_bytes_per_token", config.extra["weight_bytes_per_token"]))
     cache = next(s for s in manifest.inputs if np.dtype(s.dtype).kind == "f")  # the first past key
-    return weights + 2 * int(x["n_layer"]) * context * int(x["n_embd"]) * np.dtype(cache.dtype).itemsize
+    return weights + 2 * config.n_layer * context * config.n_embd * np.dtype(cache.dtype).itemsize
 
 
 def reelrt_generation(bundle: str, threads: int, new_tokens: int) -> Step:
@@ -251,11 +252,11 @@ def llama_generation(gguf: str, threads: int, new_tokens: int) -> Step:
 
 # ---- weights for the peers ----------------------------------------------------------------
 
-def _source(bundle: Bundle) -> dict:
+def weights_source(bundle: Bundle) -> dict:
     """Where the peers get the bundle's weights: its checkpoint directory, or its random config and seed."""
     m = bundle.manifest
     prov = m.provenance  # a quantized bundle keeps its source's provenance
-    text_vocab = int(m.tokenizer.get("vocab_size", m.extra["vocab_size"]))
+    text_vocab = int(m.tokenizer.get("vocab_size", DecoderConfig.from_manifest(m).vocab_size))
     if prov.get("checkpoint"):
         if not Path(prov["checkpoint"]).is_dir():
             return {"unavailable": f"the bundle's checkpoint {prov['checkpoint']} is not on this machine"}
@@ -266,8 +267,8 @@ def _source(bundle: Bundle) -> dict:
 
 
 def _workload(bundle: Bundle) -> str:
-    x = bundle.manifest.extra
-    return f"gpt2 {x['n_layer']}x{x['n_embd']} greedy {PROMPT_TOKENS}+{new_tokens(bundle)}"
+    config = DecoderConfig.from_manifest(bundle.manifest)
+    return f"gpt2 {config.n_layer}x{config.n_embd} greedy {PROMPT_TOKENS}+{new_tokens(bundle)}"
 
 
 def _key(source: dict) -> str:

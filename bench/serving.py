@@ -34,7 +34,7 @@ from typing import Callable
 
 import numpy as np
 
-from reelrt.bench.gpt2 import PROMPT_TOKENS, _source, gguf_file, new_tokens
+from reelrt.bench.gpt2 import PROMPT_TOKENS, gguf_file, new_tokens, weights_source
 from reelrt.bench.harness import percentile
 from reelrt.runtime import load, open_bundle
 
@@ -149,7 +149,7 @@ def llama_cmd(binary: str, gguf: Path, port: int, clients: int, threads: int, ne
 
 def q4_0_gguf(bundle: str, quantize_binary: str) -> Path:
     """The bundle's source weights as GGUF q4_0 (llama.cpp's converter, then its llama-quantize)."""
-    source = _source(open_bundle(bundle))
+    source = weights_source(open_bundle(bundle))
     if "unavailable" in source:
         raise RuntimeError(source["unavailable"])
     f32 = gguf_file(source, "f32")

@@ -113,4 +113,6 @@ def add_parsers(sub) -> None:
     src.add_argument("--checkpoint", help="checkpoint directory in transformers format")
     src.add_argument("--config", choices=["gpt2", "gpt2-medium", "distilgpt2", "tiny"], help="random weights")
     e.add_argument("--max-context", type=positive_int, default=None, help="largest prompt + generated length")
+    e.add_argument("--chat-template", metavar="FILE", help="Jinja chat template for /v1/chat/completions (default:"
+                   " the checkpoint's tokenizer_config.json one, else a plain 'User: ... Assistant:' transcript)")
     e.add_argument("--out", required=True)

@@ -18,7 +18,10 @@ from reelrt.runtime.bundle import BundleWriter
 from reelrt.runtime.bundle.layout import REFERENCE_INPUTS, REFERENCE_OUTPUTS
 from reelrt.runtime.errors import InputError
 from reelrt.runtime.bundle.manifest import Manifest, TensorSpec
+from reelrt.runtime.tasks.generation.chat import DEFAULT_CHAT_TEMPLATE, check_template
+from reelrt.runtime.tasks.generation.config import DecoderConfig
 from reelrt.runtime.tasks.generation.decoder import KINDS, PAST, PRESENT
+from reelrt.runtime.tasks.generation.defaults import GENERATION
 
 GREEDY_STEPS = 64
 VALIDATION_PROMPT = ("The interpreter reads the statement, evaluates each expression from left to right,"
@@ -28,14 +31,24 @@ RANDOM_TOKENIZER_VOCAB = 8192
 
 
 def main(args: argparse.Namespace) -> int:
-    out = export(checkpoint=args.checkpoint, config=args.config, max_context=args.max_context, out=args.out)
+    template = None
+    if args.chat_template is not None:
+        try:
+            template = Path(args.chat_template).read_text()
+        except (OSError, UnicodeDecodeError) as e:
+            raise InputError(f"cannot read the chat template {args.chat_template}: {e}") from None
+    out = export(checkpoint=args.checkpoint, config=args.config, max_context=args.max_context, out=args.out,
+                 chat_template=template)
     print(f"wrote {out}")
     return 0
 
 
 def export(out: str | Path, checkpoint: str | Path | None = None, config: str | None = None,
-           max_context: int | None = None, threads: int | None = None, seed: int = 0) -> Path:
-    """Write a validated fp32 GPT-2 bundle from a checkpoint directory or a named random config."""
+           max_context: int | None = None, threads: int | None = None, seed: int = 0,
+           chat_template: str | None = None) -> Path:
+    """Write a validated fp32 GPT-2 bundle from a checkpoint directory or a named random config.
+    chat_template: a Jinja chat template; None takes the checkpoint's tokenizer_config.json one,
+    else reelrt's plain-transcript default (runtime/tasks/generation/chat.py)."""
     from reelrt.models import gpt2
     if (checkpoint is None) == (config is None):
         raise InputError("give exactly one of a checkpoint directory or a config name")
@@ -57,6 +70,7 @@ def export(out: str | Path, checkpoint: str | Path | None = None, config: str | 
     eos_ids, generation = gpt2.checkpoint_generation(checkpoint, cfg, tokenizer)
     eos = eos_ids[0] if eos_ids else None
     random_weights = checkpoint is None
+    template = check_template(chat_template or gpt2.checkpoint_chat_template(checkpoint) or DEFAULT_CHAT_TEMPLATE)
 
     from reelrt.export.genai import write_genai_files
     from reelrt.export.gpt2_graph import build_decoder, expected_fused_counts, fused_counts, save, streamed_weight_bytes
@@ -66,16 +80,17 @@ def export(out: str | Path, checkpoint: str | Path | None = None, config: str | 
     counts = fused_counts(graph)
     if counts != expected_fused_counts(cfg.n_layer):
         raise ValidationError(f"fused operators {counts}, expected {expected_fused_counts(cfg.n_layer)}")
-    facts = {"n_layer": cfg.n_layer, "n_head": cfg.n_head, "n_embd": cfg.n_embd, "head_dim": cfg.n_embd // cfg.n_head,
-             "vocab_size": cfg.vocab_size, "max_context": max_context, "eos_token_id": eos, "fused_ops": counts,
-             "weight_bytes_per_token": streamed_weight_bytes(graph)}
+    decoder = DecoderConfig(n_layer=cfg.n_layer, n_head=cfg.n_head, head_dim=cfg.n_embd // cfg.n_head,
+                           max_context=max_context, vocab_size=cfg.vocab_size, n_embd=cfg.n_embd, eos_token_id=eos,
+                           extra={"fused_ops": counts, "weight_bytes_per_token": streamed_weight_bytes(graph)})
+    facts = decoder.to_facts()
 
-    generation = {"max_new_tokens": 64, "temperature": 0.0, "top_k": 0, "top_p": 1.0, "repetition_penalty": 1.0}
+    generation = dict(GENERATION)
     with BundleWriter(out) as w:
         save(graph, w.dir / "model.onnx")
         del graph
         tokenizer.save(str(w.dir / "tokenizer.json"))
-        write_genai_files(w.dir, facts, generation, gpt2.EOS_TOKEN)
+        write_genai_files(w.dir, decoder, generation, gpt2.EOS_TOKEN, template)
         prompt = tokenizer.encode(VALIDATION_PROMPT).ids
         validation = validate(model, w.dir / "model.onnx", facts, prompt, random_weights, threads)
         write_reference(model, prompt[:max_context - 1], decoder_outputs(facts)[0], w.dir)
@@ -83,7 +98,7 @@ def export(out: str | Path, checkpoint: str | Path | None = None, config: str | 
             family="gpt2", task="text-generation", precision="fp32", model="model.onnx",
             inputs=decoder_inputs(facts), outputs=decoder_outputs(facts), artifacts={},
             tokenizer={"path": "tokenizer.json", "kind": "byte-level-bpe", "vocab_size": tokenizer.get_vocab_size(),
-                       "eos_token_id": eos},
+                       "eos_token_id": eos, "chat_template": template},
             generation=generation,
             provenance=provenance(source, Path(checkpoint).resolve() if checkpoint else None, random_weights=random_weights,
                                   **({"random_config": config, "seed": seed} if random_weights else {})),

@@ -92,6 +92,20 @@ def checkpoint_tokenizer(path: str | Path) -> "Tokenizer | None":
     return None
 
 
+def checkpoint_chat_template(path: str | Path | None) -> str | None:
+    """The chat template a checkpoint's tokenizer_config.json holds (its "default" one where it
+    names several), or None."""
+    import json
+    config = Path(path) / "tokenizer_config.json" if path is not None else None
+    if config is None or not config.is_file():
+        return None
+    template = json.loads(config.read_text()).get("chat_template")
+    if isinstance(template, list):  # [{"name": ..., "template": ...}]
+        named = {t.get("name"): t.get("template") for t in template if isinstance(t, dict)}
+        template = named.get("default")
+    return template if isinstance(template, str) and template else None
+
+
 def checkpoint_generation(path: str | Path | None, config, tokenizer: "Tokenizer") -> tuple[list[int], dict]:
     """The end-of-text ids and the manifest's generation defaults of a checkpoint directory.
 

@@ -125,12 +125,14 @@ def validate(src: Bundle, dst_model: Path, precision: str, gate: QualityGate) ->
     from reelrt.export.gpt2_graph import fused_counts, streamed_weight_bytes
     from reelrt.models.gpt2 import training_text
     from reelrt.runtime.tasks.tokenizer import read_tokenizer
+    from reelrt.runtime.tasks.generation.config import DecoderConfig
     facts = src.manifest.extra
+    context = DecoderConfig.from_manifest(src.manifest).max_context
     declared = weights_are_random(src.manifest)
     tokenizer = read_tokenizer(src)
     ids = tokenizer.encode(training_text("heldout")).ids[:EVAL_TOKENS_RANDOM if declared else EVAL_TOKENS]
-    reference, targets = teacher_forced_logits(open_decoder(src.model_path, facts), ids, facts["max_context"])
-    candidate, _ = teacher_forced_logits(open_decoder(dst_model, facts), ids, facts["max_context"])
+    reference, targets = teacher_forced_logits(open_decoder(src.model_path, facts), ids, context)
+    candidate, _ = teacher_forced_logits(open_decoder(dst_model, facts), ids, context)
     quality = {"heldout_tokens": len(targets), "perplexity_fp32": perplexity(reference, targets),
                f"perplexity_{precision}": perplexity(candidate, targets)}
     # Untrained weights are recognised as well as declared: their perplexity on English text is of the

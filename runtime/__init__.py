@@ -66,7 +66,7 @@ def task_class(task: str) -> type[Model]:
     if task == "text-classification":
         from reelrt.runtime.tasks.text import TextClassifier
         return TextClassifier
-    from reelrt.runtime.tasks.generation import TextGenerator   # the manifest admits no other task
+    from reelrt.runtime.tasks.generation.generator import TextGenerator   # the manifest admits no other task
     return TextGenerator
 
 

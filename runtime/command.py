@@ -91,7 +91,8 @@ def sign(args: argparse.Namespace) -> int:
 
 # the options of each kind of bundle, as (attribute, flag); a run refuses the other kind's
 SAMPLING = (("temperature", "--temperature"), ("top_k", "--top-k"), ("top_p", "--top-p"), ("seed", "--seed"))
-GENERATION = (("prompt", "--prompt"), ("max_new_tokens", "--max-new-tokens"), *SAMPLING)
+GENERATION = (("prompt", "--prompt"), ("max_new_tokens", "--max-new-tokens"), ("stop", "--stop"),
+              ("repetition_penalty", "--repetition-penalty"), ("truncate", "--truncate"), *SAMPLING)
 INPUTS = {"image-classification": ("image", "--image", "images: pass --image FILE", 5),
           "text-classification": ("text", "--text", 'texts: pass --text "..."', 3)}
 
@@ -123,19 +124,44 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _generate(model, args: argparse.Namespace) -> int:
-    """Stream the continuation of each --prompt, one line each."""
+    """Stream the continuation of each --prompt, one line each, what is not printable escaped."""
     from reelrt.runtime.errors import InputError
     if not args.prompt:
         raise InputError('this bundle generates text: pass --prompt "..."')
-    options = {attr: getattr(args, attr) for attr in ("max_new_tokens", "temperature", "top_k", "top_p", "seed")}
+    options = {attr: getattr(args, attr) for attr in ("max_new_tokens", "temperature", "top_k", "top_p", "seed",
+                                                       "repetition_penalty", "truncate")}
     for prompt in args.prompt:
-        pieces = model.stream(prompt, **options)  # refuses bad options before any output
-        sys.stdout.write(prompt)
+        _check_room(model, prompt, args)
+        pieces = model.stream(prompt, stop=args.stop or (), **options)  # refuses bad options before any output
+        sys.stdout.write(printable(prompt))
         for piece in pieces:
-            sys.stdout.write(piece)
+            sys.stdout.write(printable(piece))
             sys.stdout.flush()
         sys.stdout.write("\n")
     return 0
+
+
+def _check_room(model, prompt: str, args: argparse.Namespace) -> None:
+    """A prompt that does not fit the context with its new tokens, told in this command's options."""
+    from reelrt.runtime.errors import InputError
+    context = model.config.max_context
+    new = args.max_new_tokens or model.defaults["max_new_tokens"]
+    if new >= context:
+        raise InputError(f"--max-new-tokens {new} leaves no room for a prompt in the model's {context}-token context:"
+                         f" pass 1 to {context - 1}")
+    tokens = len(model.encode(prompt)) if prompt else 0
+    if tokens + new > context and not args.truncate:
+        fewer = f"--max-new-tokens {context - tokens} or less, or " if tokens < context else ""
+        raise InputError(f"the prompt's {tokens} tokens and {new} new tokens exceed the model's {context}-token"
+                         f" context: pass {fewer}--truncate (keeps the prompt's end)")
+
+
+def printable(text: str) -> str:
+    """`text` with every character a terminal would not print as itself (control characters,
+    a random model's stray bytes) written as a Python escape; newlines and tabs stay."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() or c in "\n\t" else c.encode("unicode_escape").decode("ascii") for c in text)
 
 
 def _refuse(args: argparse.Namespace, options, why: str) -> None:
@@ -178,6 +204,11 @@ def add_parsers(sub) -> None:
                    help="generators: 0 = greedy (the bundle's default); sampling options need it above 0")
     p.add_argument("--top-p", type=positive_float, default=None, help="generators: nucleus sampling, in (0, 1]")
     p.add_argument("--seed", type=non_negative_int, default=None, help="generators: makes sampling reproducible")
+    p.add_argument("--stop", action="append", help="generators: end the text before this string (repeatable)")
+    p.add_argument("--repetition-penalty", type=positive_float, default=None,
+                   help="generators: above 1 makes repeating a token less likely (default from the bundle)")
+    p.add_argument("--truncate", action="store_const", const=True, default=None,
+                   help="generators: drop the start of a prompt too long for the model's context")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
                    help="cuda: UNVERIFIED, never run on a GPU")
     p.add_argument("--threads", type=positive_int, default=None, help="intra-op threads (default: one per core)")

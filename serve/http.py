@@ -9,8 +9,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from reelrt.runtime.errors import InputError, ReelrtError
-from reelrt.runtime.tasks.generation.slots import QueueFullError
+from reelrt.runtime.errors import BackendUnavailableError, InputError, ReelrtError
+from reelrt.runtime.tasks.backpressure import QueueFullError
 
 RETRY_AFTER_S = 1
 
@@ -18,9 +18,10 @@ RETRY_AFTER_S = 1
 class ApiError(Exception):
     """An answer other than 200, with the reason the client reads."""
 
-    def __init__(self, status: int, message: str, kind: str = "invalid_request_error", retry_after: int | None = None):
+    def __init__(self, status: int, message: str, kind: str = "invalid_request_error", retry_after: int | None = None,
+                 param: str | None = None):
         super().__init__(message)
-        self.status, self.message, self.kind, self.retry_after = status, message, kind, retry_after
+        self.status, self.message, self.kind, self.retry_after, self.param = status, message, kind, retry_after, param
 
 
 def api_error(e: BaseException) -> ApiError:
@@ -31,6 +32,8 @@ def api_error(e: BaseException) -> ApiError:
         return ApiError(429, str(e), "rate_limit_error", retry_after=RETRY_AFTER_S)
     if isinstance(e, InputError):
         return ApiError(400, str(e))
+    if isinstance(e, BackendUnavailableError):  # an extra this server lacks (llguidance, Jinja2)
+        return ApiError(501, str(e), "server_error")
     if isinstance(e, ReelrtError):
         return ApiError(503, str(e), "server_error", retry_after=RETRY_AFTER_S)
     return ApiError(500, f"internal error: {type(e).__name__}: {e}", "server_error")
@@ -38,7 +41,7 @@ def api_error(e: BaseException) -> ApiError:
 
 def error_response(e: ApiError, openai: bool) -> JSONResponse:
     """OpenAI's error shape under /v1, the Open Inference Protocol's ({"error": str}) under /v2."""
-    body = {"error": {"message": e.message, "type": e.kind, "param": None, "code": None}} if openai else {"error": e.message}
+    body = {"error": {"message": e.message, "type": e.kind, "param": e.param, "code": None}} if openai else {"error": e.message}
     headers = {"Retry-After": str(e.retry_after)} if e.retry_after is not None else None
     return JSONResponse(body, status_code=e.status, headers=headers)
 

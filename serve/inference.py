@@ -24,7 +24,8 @@ from starlette.requests import Request
 
 from reelrt.serve.http import ApiError, parse_json
 from reelrt.serve.metrics import Metrics
-from reelrt.serve.models import Hosted, Options
+from reelrt.serve.models import Hosted
+from reelrt.serve.options import Options
 
 _DTYPES = {"UINT8": np.uint8}
 
@@ -154,19 +155,17 @@ def items_for(h: Hosted, tensor: dict, values: Any, options: Options) -> list:
 
 
 async def classify(h: Hosted, items: list, top_k: Any, options: Options, metrics: Metrics) -> list[list[tuple[str, float]]]:
-    """Run the classifier on a worker thread; more than max_waiting requests in flight get 429."""
+    """Run the classifier on a worker thread; past max_waiting requests in flight, QueueFullError (429)."""
     if top_k is None:
         top_k = 5
     if not isinstance(top_k, int) or isinstance(top_k, bool) or top_k < 1:
         raise ApiError(400, f"top_k must be a positive int, not {top_k!r}")
-    if h.busy >= options.max_waiting:
-        raise ApiError(429, f"{h.busy} classify requests are in flight for {h.name}", "rate_limit_error", retry_after=1)
-    h.busy += 1
+    h.line.enter()  # QueueFullError past max_waiting: 429, as for generation
     started = time.perf_counter()
     try:
         result = await anyio.to_thread.run_sync(lambda: h.model.classify(_checked(h, items, options), top_k=top_k))
     finally:
-        h.busy -= 1
+        h.line.leave()
     metrics.latency.labels(h.name, "classify").observe(time.perf_counter() - started)
     return result
 

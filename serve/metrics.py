@@ -40,13 +40,11 @@ class Metrics:
         for name, h in hosted.items():
             self._recent[name] = deque()
             rate.labels(name).set_function(lambda name=name: self._rate(name))
+            waiting.labels(name).set_function(lambda h=h: h.waiting)
             if h.slots is not None:
-                waiting.labels(name).set_function(lambda s=h.slots: s.waiting)
                 active.labels(name).set_function(lambda s=h.slots: s.active)
                 for reason in ("stop", "length", "cancelled", "error"):
                     finished.labels(name, reason).set_function(lambda s=h.slots, r=reason: s.finished[r])
-            else:
-                waiting.labels(name).set_function(lambda h=h: h.busy)
 
     def generated(self, model: str, n: int = 1) -> None:
         self.tokens.labels(model).inc(n)

@@ -3,32 +3,17 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from reelrt.runtime import load
 from reelrt.runtime.errors import InputError
-from reelrt.runtime.tasks.generation.slots import PREFILL_CHUNK, SlotGenerator
+from reelrt.runtime.tasks.backpressure import Line
+from reelrt.runtime.tasks.generation.slots import SlotGenerator
+from reelrt.serve.options import Options
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-
-
-@dataclass
-class Options:
-    """How a server runs its bundles and what it accepts from a request."""
-    parallel: int = 4                  # generation slots per generation bundle
-    prefill_chunk: int = PREFILL_CHUNK  # prompt tokens run per decode step while other slots decode
-    threads: int | None = None         # intra-op threads per bundle (None: the runtime's default)
-    spin: bool = False                 # idle worker threads busy-wait between runs (a core of their own)
-    max_waiting: int = 64              # requests waiting for a slot (per bundle) before 429
-    max_body_bytes: int = 8 << 20      # a request body (an encoded image is the largest)
-    max_prompt_tokens: int | None = None  # None: the model's context less max_tokens
-    max_tokens: int = 1024             # new tokens per completion
-    max_image_pixels: int = 4096 * 4096
-    max_batch: int = 64                # prompts per completion, images or texts per classify
-    timeout_s: float = 120.0           # a request's whole life, queue included
-    api_key: str | None = None         # Bearer token required on every route but health
 
 
 @dataclass
@@ -38,11 +23,16 @@ class Hosted:
     path: Path
     model: Any                         # TextGenerator, ImageClassifier or TextClassifier
     slots: SlotGenerator | None = None
-    busy: int = field(default=0)       # classify requests in flight
+    line: Line | None = None           # classify requests in flight (generation waits in its scheduler's line)
 
     @property
     def task(self) -> str:
         return self.model.manifest.task
+
+    @property
+    def waiting(self) -> int:
+        """Requests in line: for a generation slot, or for a classify turn."""
+        return self.slots.waiting if self.slots is not None else self.line.count
 
 
 def parse_targets(targets: list[str]) -> dict[str, Path]:
@@ -72,6 +62,8 @@ def load_all(targets: dict[str, os.PathLike], options: Options) -> dict[str, Hos
             if h.task == "text-generation":
                 h.slots = SlotGenerator(model, slots=options.parallel, max_waiting=options.max_waiting,
                                         prefill_chunk=options.prefill_chunk)
+            else:
+                h.line = Line(options.max_waiting, f"{h.task} requests for {name}")
             hosted[name] = h
     except BaseException:
         close_all(hosted)

@@ -16,7 +16,8 @@ import time
 from ray import serve
 
 from reelrt.serve.app import build_app
-from reelrt.serve.models import Options, parse_targets
+from reelrt.serve.models import parse_targets
+from reelrt.serve.options import Options, from_strings
 
 
 @serve.ingress()
@@ -47,21 +48,17 @@ def deployment(targets: dict[str, str], options: Options, replicas: int = 1):
 
 def app(args: dict[str, str]):
     """`serve run reelrt.serve.ray_app:app bundles=NAME=PATH,... replicas=N parallel=N prefill_chunk=N
-    threads=N spin=1`."""
+    threads=N spin=1` (any field of Options, by name)."""
     targets = parse_targets([t for t in args.get("bundles", "").split(",") if t])
-    defaults = Options()
-    options = Options(parallel=int(args.get("parallel", defaults.parallel)),
-                      prefill_chunk=int(args.get("prefill_chunk", defaults.prefill_chunk)),
-                      api_key=args.get("api_key") or None,
-                      threads=int(args["threads"]) if "threads" in args else None,
-                      spin=args.get("spin", "0").lower() in ("1", "true", "yes"))
+    options = from_strings({k: v for k, v in args.items() if k not in ("bundles", "replicas")})
     return deployment(targets, options, int(args.get("replicas", 1)))
 
 
-def run_on_ray(targets: dict, options: Options, host: str, port: int, replicas: int) -> int:
+def run_on_ray(targets: dict, options: Options, replicas: int) -> int:
     """Start (or join) a Ray cluster, deploy, and serve until interrupted."""
     import ray
     ray.init(address=os.environ.get("RAY_ADDRESS"), include_dashboard=False, ignore_reinit_error=True)
+    host, port = options.host, options.port
     serve.start(http_options={"host": host, "port": port})
     serve.run(deployment(targets, options, replicas), name="reelrt", route_prefix="/")
     print(f"reelrt serving {', '.join(targets)} on Ray Serve at http://{host}:{port} ({replicas} replicas)")

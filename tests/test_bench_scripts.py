@@ -59,3 +59,13 @@ def test_preprocessing_bench_times_every_interpolation_with_and_without_opencv(t
     assert all(r["median_ms"] > 0 for r in rows)
     assert not any(r["reducing_gap"] for r in rows if r["interpolation"] in ("nearest", "pil-nearest"))
     assert "| numpy | pil-bicubic | 2.0 |" in capsys.readouterr().out
+
+
+def test_structured_bench_reports_the_constraints_cost_and_runs_per_token(gpt2_tiny_bundle, tmp_path, capsys):
+    from reelrt.bench.structured import main
+    out = tmp_path / "structured.json"
+    assert main([str(gpt2_tiny_bundle), "--requests", "2", "--threads", "1", "--json", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert report["requests"] == 2 and report["tokens"] == sum(r["tokens"] for r in report["rows"])
+    assert 0 < report["model_runs_per_token"] < 1   # forced tokens ride along with sampled ones
+    assert report["constraint_ms_per_token"] > 0 and "% of a decode step" in capsys.readouterr().out

@@ -41,7 +41,7 @@ def test_pytorch_peer_generates_what_reelrt_generates(gpt2_tiny_bundle):
     import torch
 
     from reelrt.runtime import load
-    source = bench._source(open_bundle(gpt2_tiny_bundle))
+    source = bench.weights_source(open_bundle(gpt2_tiny_bundle))
     model = bench._torch_model(source)
     ids = bench.prompt_ids(source["text_vocab"])
     with torch.no_grad():

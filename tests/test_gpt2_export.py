@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -39,7 +40,7 @@ def test_tiny_export_records_fused_operators_and_validation(gpt2_tiny_bundle):
 def test_checkpoint_of_any_shape_exports_and_matches_transformers_greedy(odd_checkpoint, tmp_path):
     out = export_gpt2.export(tmp_path / "odd", checkpoint=odd_checkpoint, max_context=80, threads=1)
     generator = load(out, threads=1)
-    assert (generator.n_layer, generator.max_context) == (3, 80)
+    assert (generator.config.n_layer, generator.config.max_context) == (3, 80)
     model = gpt2.load_checkpoint(odd_checkpoint)
     prompt = generator.tokenizer.encode("The module object is created and bound to the name.").ids
     ours = generator.generate_ids(prompt, max_new_tokens=48, stop_token_ids=())
@@ -89,3 +90,29 @@ def test_a_directory_without_config_is_refused(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(InputError, match="config.json"):
         export_gpt2.export(tmp_path / "x", checkpoint=tmp_path / "empty")
+
+
+def test_the_chat_template_is_the_checkpoints_or_the_one_given_else_the_default(odd_checkpoint, gpt2_tiny_bundle,
+                                                                                tmp_path):
+    from reelrt.cli import main
+    from reelrt.runtime.tasks.generation.chat import DEFAULT_CHAT_TEMPLATE, chat_template, render
+    tiny = load(gpt2_tiny_bundle, threads=1).manifest
+    assert chat_template(tiny) == DEFAULT_CHAT_TEMPLATE   # a random config has no template: the documented default
+    assert json.loads((gpt2_tiny_bundle / "tokenizer_config.json").read_text())["chat_template"] == DEFAULT_CHAT_TEMPLATE
+    own = "{% for m in messages %}<{{ m['role'] }}>{{ m['content'] }}{% endfor %}<assistant>"
+    checkpoint = tmp_path / "ckpt"
+    shutil.copytree(odd_checkpoint, checkpoint)
+    (checkpoint / "tokenizer_config.json").write_text(json.dumps({"chat_template": own}))
+    out = export_gpt2.export(tmp_path / "own", checkpoint=checkpoint, max_context=80, threads=1)
+    manifest = load(out, threads=1).manifest
+    assert chat_template(manifest) == own
+    assert render(chat_template(manifest), [{"role": "user", "content": "hi"}]) == "<user>hi<assistant>"
+    given = tmp_path / "template.jinja"
+    given.write_text("{{ messages[-1]['content'] }} =>")
+    assert main(["export", "gpt2", "--checkpoint", str(checkpoint), "--max-context", "80", "--out",
+                 str(tmp_path / "given"), "--chat-template", str(given)]) == 0
+    assert chat_template(load(tmp_path / "given", threads=1).manifest) == given.read_text()
+    given.write_text("{% for %}")
+    assert main(["export", "gpt2", "--checkpoint", str(checkpoint), "--out", str(tmp_path / "bad"),
+                 "--chat-template", str(given)]) == 2
+    assert not (tmp_path / "bad").exists()

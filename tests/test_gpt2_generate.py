@@ -6,7 +6,8 @@ import pytest
 
 from reelrt.runtime import InputError, ReelrtError, load
 from reelrt.runtime.tasks.generation.detokenize import Detokenizer
-from reelrt.runtime.tasks.generation.generator import _stop_prefix_length
+from reelrt.runtime.command import printable
+from reelrt.runtime.tasks.generation.pieces import _stop_prefix_length
 
 PROMPT = "The object is"
 
@@ -157,7 +158,7 @@ def test_stop_prefix_hold_back():
 def test_cli_run_streams_a_prompt(gpt2_tiny_bundle, capsys, gen):
     from reelrt.cli import main
     assert main(["run", str(gpt2_tiny_bundle), "--prompt", PROMPT, "--max-new-tokens", "12", "--threads", "1"]) == 0
-    assert capsys.readouterr().out == PROMPT + gen.generate(PROMPT, max_new_tokens=12) + "\n"
+    assert capsys.readouterr().out == printable(PROMPT + gen.generate(PROMPT, max_new_tokens=12)) + "\n"
 
 
 def test_stream_ids_yields_what_generate_ids_returns(gen):
@@ -173,9 +174,9 @@ def test_each_token_costs_the_same_however_long_the_text(gen, monkeypatch):
     the stop search sees only the new piece and the few characters held back before it."""
     import tokenizers.decoders
 
-    from reelrt.runtime.tasks.generation import generator
+    from reelrt.runtime.tasks.generation import pieces
     steps, searched = [], []
-    real_stream, real_first_stop = tokenizers.decoders.DecodeStream, generator._first_stop
+    real_stream, real_first_stop = tokenizers.decoders.DecodeStream, pieces._first_stop
 
     class CountingStream:
         def __init__(self, **kwargs):
@@ -190,7 +191,7 @@ def test_each_token_costs_the_same_however_long_the_text(gen, monkeypatch):
         return real_first_stop(text, stops)
 
     monkeypatch.setattr(tokenizers.decoders, "DecodeStream", CountingStream)  # what Detokenizer imports
-    monkeypatch.setattr(generator, "_first_stop", first_stop)
+    monkeypatch.setattr(pieces, "_first_stop", first_stop)
     stop = "\x00never written"
     text = gen.generate(PROMPT, max_new_tokens=200, temperature=1.0, seed=3, stop=[stop])
     longest_token = max(len(gen.tokenizer.decode([i])) for i in range(gen.text_vocab))

@@ -6,7 +6,9 @@ import threading
 import pytest
 
 from reelrt.runtime import InputError, ReelrtError, load
-from reelrt.runtime.tasks.generation.slots import Finish, QueueFullError, SlotGenerator
+from reelrt.runtime.tasks.backpressure import QueueFullError
+from reelrt.runtime.tasks.generation.request import Finish
+from reelrt.runtime.tasks.generation.slots import SlotGenerator
 
 PROMPTS = [f"Rumour {i}: the miller" + " said" * i for i in range(9)]
 
@@ -58,7 +60,7 @@ def test_a_shared_prefix_is_prefilled_once(gen):
             done.wait(30)
         finishes = [e for e in events if isinstance(e, Finish)]
         assert [f.cached_tokens for f in finishes] == [0, len(persona)]
-        tokens = [e for e in events if not isinstance(e, Finish)]
+        tokens = [e.token for e in events if not isinstance(e, Finish)]
         assert tokens[5:] == want
 
 
@@ -97,3 +99,34 @@ def test_text_generator_refuses_while_slots_own_its_decoder(gen):
     with pytest.raises(ReelrtError, match="in use"):
         SlotGenerator(gen, slots=1)
     stream.close()
+
+
+class Refusing:
+    """A constraint that admits no token: what a grammar the tokenizer cannot spell does."""
+
+    def allowed(self):
+        raise InputError("the grammar admits no token of this vocabulary")
+
+    def accept(self, token_id):
+        raise AssertionError("nothing was allowed")
+
+    def forced(self, limit=None):
+        return []
+
+    def is_done(self):
+        return False
+
+    def start_mask(self):
+        pass
+
+
+def test_a_requests_failing_constraint_ends_that_request_only(gen):
+    hello = gen.generate("Hello", max_new_tokens=6)
+    with SlotGenerator(gen, slots=2) as slots:
+        events, done = [], threading.Event()
+        slots.submit(slots.request([5, 6], 8, constraint=Refusing),
+                     lambda e: (events.append(e), isinstance(e, Finish) and done.set()))
+        assert slots.generate("Hello", 6) == hello
+        assert done.wait(30)
+        assert events == [Finish("error", 2, 0, 0, "the grammar admits no token of this vocabulary")]
+        assert slots.generate("Hello", 6) == hello   # the worker lives on

@@ -20,7 +20,7 @@ def ray_server(gpt2_tiny_bundle):
     ray = pytest.importorskip("ray")
     from ray import serve
 
-    from reelrt.serve.models import Options
+    from reelrt.serve.options import Options
     from reelrt.serve.ray_app import deployment
 
     # a busy 2-core machine starts Ray's HTTP proxy slower than its default 5 s readiness check
@@ -46,7 +46,7 @@ def test_two_replicas_answer_and_one_killed_fails_nothing(ray_server, gpt2_tiny_
     pids = set()
     for _ in range(40):
         assert client.completions.create(model="npc", prompt="The smith says", max_tokens=12).choices[0].text == want
-        pids.add(json.loads(request(ray_server, "GET", "/v2")[2])["parameters"]["pid"])
+        pids.add(json.loads(request(ray_server, "GET", "/v2")[2])["parameters"]["replica"])
         if len(pids) == 2:
             break
     assert len(pids) == 2, "both replicas should have answered"

@@ -15,9 +15,9 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 CACHE=${REELRT_AARCH64_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/reelrt-aarch64}
 CPU=${REELRT_AARCH64_CPU:-cortex-a53}
-# the runtime's dependencies and extras (text, images, signing, serve), and what its tests need besides torch
+# the runtime's dependencies and extras (text, images, signing, serve, grammar), and what its tests need besides torch
 # (onnx builds their toy graphs, jsonschema holds every manifest they write to docs/manifest.schema.json)
-WHEELS="numpy onnxruntime tokenizers opencv-python-headless cryptography starlette uvicorn prometheus-client python-multipart onnx pytest hypothesis jsonschema"
+WHEELS="numpy onnxruntime tokenizers opencv-python-headless cryptography starlette uvicorn prometheus-client python-multipart llguidance onnx pytest hypothesis jsonschema"
 DEBS="python3.11 libstdc++6 libgomp1"
 mkdir -p "$CACHE"
 step() { echo "== aarch64: $*"; }
@@ -94,7 +94,7 @@ emulated cortex-a76 tests/aarch64/check_parity.py
 # armv8.0, the Cortex-A53 of most set-top and TV boxes: the parity check and the runtime's own tests
 tests=(tests/aarch64/check_parity.py tests/test_bundle.py tests/test_hostile_bundles.py tests/test_bad_inputs.py
        tests/test_cnn_image.py tests/test_lstm_runtime.py tests/test_gpt2_generate.py tests/test_gpt2_sampling.py
-       tests/test_concurrency.py tests/test_session.py tests/test_wall.py
+       tests/test_concurrency.py tests/test_session.py tests/test_wall.py tests/test_grammar.py
        --deselect tests/test_concurrency.py::test_thread_safety_cost_bench_runs)  # a benchmark's smoke run
 [ $# -gt 0 ] && tests=("$@")
 step "the runtime's tests on $CPU (emulated)"

@@ -18,6 +18,10 @@ width; genai passes the exact width, with the same answers).
 Prefill runs one row at a time on a view of that row's cache, so each prompt gets its own
 exact length (no padding) and a batch gives the same tokens as single prompts; decode steps
 run all rows together, each row at its own length.
+
+This is the engine's runner: it knows rows, lengths and the cache, never requests. A scheduler
+asks `decode_rows` for any set of rows; rows outside the set but inside the span the graph runs
+over keep their lengths (their dummy step writes past what they hold, which nothing reads).
 """
 from __future__ import annotations
 
@@ -28,6 +32,7 @@ import onnxruntime as ort
 
 from reelrt.runtime.bundle.manifest import TensorSpec
 from reelrt.runtime.errors import BundleError, InputError
+from reelrt.runtime.tasks.generation.config import DecoderConfig
 
 # onnxruntime-genai's names for the cache (export/gpt2_graph.py writes them, genai_config.json names them)
 PAST = "past_key_values.{layer}.{kind}"
@@ -45,18 +50,23 @@ class KVDecoder:
         self.max_context, self.vocab_size = max_context, vocab_size
         self.rows = 0
         self.lengths = np.zeros(0, np.int64)
-        self._reserve(1)
+        self.reserve(1)
         self.active = 1
+
+    @classmethod
+    def from_config(cls, session: ort.InferenceSession, config: DecoderConfig) -> KVDecoder:
+        return cls(session, config.n_layer, config.n_head, config.head_dim, config.max_context, config.vocab_size)
 
     @classmethod
     def from_facts(cls, session: ort.InferenceSession, facts: Mapping) -> KVDecoder:
         """A decoder sized by a GPT-2 bundle's facts (manifest.extra, or export's before the write)."""
-        return cls(session, *(int(facts[k]) for k in ("n_layer", "n_head", "head_dim", "max_context", "vocab_size")))
+        return cls.from_config(session, DecoderConfig.from_facts(facts))
 
-    def _reserve(self, rows: int) -> None:
-        """Allocate the cache for `rows` sequences (kept for later calls)."""
+    def reserve(self, rows: int) -> bool:
+        """Allocate the cache for `rows` sequences (kept for later calls); True when it was
+        reallocated, which empties every row."""
         if rows <= self.rows:
-            return
+            return False
         shape = (rows, self.n_head, self.max_context, self.head_dim)
         self.cache = {(i, kind): np.zeros(shape, np.float32) for i in range(self.n_layer) for kind in KINDS}
         self.rows = rows
@@ -65,6 +75,7 @@ class KVDecoder:
         self._mask = np.zeros((rows, self.max_context), np.int64)   # decode steps' mask, rewritten at each step
         self._columns = np.arange(self.max_context, dtype=np.int64)
         self._ones = np.ones((1, self.max_context), np.int64)       # a prefill's mask: one row, all ones
+        return True
 
     def _bind(self, row: int, rows: int, ids, mask, positions, logits) -> ort.IOBinding:
         binding = self.session.io_binding()
@@ -79,7 +90,7 @@ class KVDecoder:
 
     def start(self, rows: int) -> None:
         """Begin a new batch of `rows` sequences; the old cache contents are simply overwritten."""
-        self._reserve(rows)
+        self.reserve(rows)
         self.lengths[:] = 0
         self.active = rows
 
@@ -123,6 +134,45 @@ class KVDecoder:
         self.session.run_with_iobinding(step.binding)
         lengths += 1
         return step.logits[:, 0]
+
+
+    def decode_rows(self, rows: np.ndarray, tokens: np.ndarray) -> np.ndarray:
+        """Append tokens[i] to row rows[i], for any set of distinct rows; return next-token logits
+        indexed by row, [max(rows) + 1, vocab] (a view, overwritten by the next step). Rows
+        between them that are not in the set keep their lengths; one that is full loses its last
+        cached token (its dummy step has no room)."""
+        rows = np.asarray(rows, np.int64)
+        span = int(rows.max()) + 1
+        idle = np.ones(span, bool)
+        idle[rows] = False
+        kept = self.lengths[:span][idle].copy()
+        full = kept >= self.max_context
+        kept[full] = self.max_context - 1
+        self.lengths[:span][idle] = kept
+        feed = np.zeros(span, np.int64)
+        feed[rows] = tokens
+        self.active = span
+        logits = self.decode(feed)
+        self.lengths[:span][idle] = kept
+        return logits
+
+    def truncate(self, row: int, length: int) -> None:
+        """Keep only the first `length` tokens of one row."""
+        if not 0 <= length <= self.lengths[row]:
+            raise InputError(f"row {row} holds {self.lengths[row]} cached tokens, not {length}")
+        self.lengths[row] = length
+
+    def copy_row(self, source: int, target: int, length: int) -> None:
+        """Give row `target` the first `length` cached tokens of row `source` (a shared prefix)."""
+        if not 0 <= length <= self.lengths[source]:
+            raise InputError(f"row {source} holds {self.lengths[source]} cached tokens, not {length}")
+        for buffer in self.cache.values():
+            buffer[target, :, :length] = buffer[source, :, :length]
+        self.lengths[target] = length
+
+    def length(self, row: int) -> int:
+        """Tokens row `row` holds in the cache."""
+        return int(self.lengths[row])
 
 
 class _DecodeStep:
