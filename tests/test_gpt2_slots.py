@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import threading
 
+import numpy as np
+
 import pytest
 
 from reelrt.runtime import InputError, ReelrtError, load
@@ -130,3 +132,29 @@ def test_a_requests_failing_constraint_ends_that_request_only(gen):
         assert done.wait(30)
         assert events == [Finish("error", 2, 0, 0, "the grammar admits no token of this vocabulary")]
         assert slots.generate("Hello", 6) == hello   # the worker lives on
+
+
+def test_the_runner_decodes_any_set_of_rows_and_keeps_the_others(gen):
+    """Rows 0 and 2 step while row 1 (prefilling, or idle) keeps its length and its cache; a row's
+    logits are the same as when it steps alone, and a row's prefix copied to another row continues
+    as the original does."""
+    runner = gen.lend_decoder()
+    try:
+        runner.start(3)
+        prompts = [[5, 6, 7], [8, 9], [10, 11, 12, 13]]
+        for row, ids in enumerate(prompts):
+            runner.prefill(row, np.asarray(ids, np.int64))
+        both = runner.decode_rows(np.array([2, 0]), np.array([40, 30])).copy()
+        assert [runner.length(r) for r in range(3)] == [4, 2, 5]
+        runner.copy_row(0, 1, 4)
+        alone = runner.decode_rows(np.array([1]), np.array([31]))[1].copy()   # row 1 now holds row 0's tokens
+        assert [runner.length(r) for r in range(3)] == [4, 5, 5]
+        runner.truncate(0, 3)
+        again = runner.decode_rows(np.array([0]), np.array([30]))[0].copy()
+        np.testing.assert_array_equal(again, both[0])
+        runner.start(1)   # the same tokens by the same path on a row of its own
+        runner.prefill(0, np.asarray(prompts[0], np.int64))
+        runner.decode_rows(np.array([0]), np.array([30]))
+        np.testing.assert_array_equal(runner.decode_rows(np.array([0]), np.array([31]))[0], alone)
+    finally:
+        gen.take_back_decoder()

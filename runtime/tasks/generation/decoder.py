@@ -143,6 +143,11 @@ class KVDecoder:
         cached token (its dummy step has no room)."""
         rows = np.asarray(rows, np.int64)
         span = int(rows.max()) + 1
+        if len(rows) == span:  # every row of the span decodes: none to keep aside
+            feed = np.empty(span, np.int64)
+            feed[rows] = tokens
+            self.active = span
+            return self.decode(feed)
         idle = np.ones(span, bool)
         idle[rows] = False
         kept = self.lengths[:span][idle].copy()

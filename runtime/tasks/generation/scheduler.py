@@ -249,6 +249,15 @@ class Scheduler:
         request's constraint forces after them, to be fed with the prompt's rest or as the next
         step; free the row when that completes the request."""
         job, req = slot.job, slot.job.req
+        if job.sampler.constraint is None:  # nothing is forced: the common case, kept short
+            for p in picks:
+                job.produced += 1
+                job.emit(p)
+            if job.produced >= req.max_new_tokens:
+                return self._free(slot, "length")
+            if picks:
+                job.todo = [picks[-1].token]
+            return None
         try:
             forced = job.sampler.forced(req.max_new_tokens - job.produced - len(picks))
         except ReelrtError as e:
