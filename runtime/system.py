@@ -53,6 +53,7 @@ def cpu_features() -> tuple[str, ...]:
     return tuple(sorted(name for name, present in features.items() if present))
 
 
+@functools.lru_cache(maxsize=1)
 def cpu_signature() -> str:
     """A short key for this CPU class: the machine and its instruction-set extensions."""
     import hashlib
