@@ -58,8 +58,8 @@ def against_source_model(src: Bundle, model: Path, precision: str, gate: Quality
     carries no answers."""
     import onnxruntime as ort
 
-    from reelrt.runtime.reference import check_against_source, has_reference, reference_feeds, source_outputs
-    if not has_reference(src) or source_outputs(src) is None:
+    from reelrt.runtime.reference import check_against_source, has_source_answers, reference_feeds
+    if not has_source_answers(src):
         return None
     session = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
     names = [o.name for o in session.get_outputs()]

@@ -98,7 +98,7 @@ def compile_cpu(path: str | Path, out: str | Path | None = None, threads: int | 
     source = source_outputs(bundle)
     candidates, steps = [], []
     reference = None
-    for cand in cpu_candidates(manifest):
+    for cand in cpu_candidates(bundle):
         candidates.append(cand)
         try:
             if manifest.task == "text-generation" and cand.backend != "onnxruntime":
@@ -195,11 +195,21 @@ def describe(candidates: list[Candidate], best: Candidate, precision: str, timed
     return "\n".join(lines)
 
 
-def cpu_candidates(manifest) -> list[Candidate]:
-    """ONNX Runtime first, then (QDQ graphs) ONNX Runtime with Q/DQ in float, then OpenVINO's builds."""
-    settings = manifest.provenance.get("quantized_from", {}).get("settings", {})
-    float_qdq = [Candidate("onnxruntime", "f32", "basic")] if settings.get("format") == "QDQ" else []
+def cpu_candidates(bundle: Bundle) -> list[Candidate]:
+    """ONNX Runtime first, then (graphs with Q/DQ pairs) ONNX Runtime with Q/DQ in float, then OpenVINO's builds."""
+    float_qdq = [Candidate("onnxruntime", "f32", "basic")] if has_qdq(bundle.path(bundle.manifest.model)) else []
     return [Candidate("onnxruntime", "f32"), *float_qdq, Candidate("openvino", "f32"), Candidate("openvino", "bf16")]
+
+
+# A node whose op_type is "DequantizeLinear", as protobuf writes it in the graph: field 4, length 16
+_DEQUANTIZE_NODE = b'"\x10DequantizeLinear'
+
+
+def has_qdq(model: Path) -> bool:
+    """Whether the ONNX graph holds DequantizeLinear nodes (read from its bytes: the runtime reads no
+    ONNX with the onnx package), whoever quantized it."""
+    with open(model, "rb") as f:
+        return _DEQUANTIZE_NODE in f.read()
 
 
 def computing_precision(precision: str, inference_precision: str) -> str:

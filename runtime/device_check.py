@@ -21,7 +21,7 @@ from typing import Sequence
 from reelrt.runtime.bundle import Bundle
 from reelrt.runtime.bundle.cache import cache_dir, write_atomic
 from reelrt.runtime.errors import DeviceCheckError, ValidationError
-from reelrt.runtime.reference import check_against_source, has_reference, reference_feeds, source_outputs
+from reelrt.runtime.reference import check_against_source, has_source_answers, reference_feeds, source_outputs
 from reelrt.runtime.system import cpu_features, cpu_name, cpu_signature
 from reelrt.runtime.validation import compare, tolerance_for
 
@@ -30,7 +30,7 @@ def check_device(bundle: Bundle, backend) -> dict | None:
     """Run the bundle's reference set on `backend` here unless this CPU class already passed it;
     return the figures (None when the bundle carries no reference answers). DeviceCheckError
     when the answers are out of the precision's tolerance."""
-    if not has_reference(bundle) or source_outputs(bundle) is None:
+    if not has_source_answers(bundle):
         return None
     path = _cache_path(bundle, backend.name)
     if path.is_file():

@@ -25,6 +25,12 @@ def has_reference(bundle: Bundle) -> bool:
     return REFERENCE_INPUTS in bundle.manifest.artifacts
 
 
+def has_source_answers(bundle: Bundle) -> bool:
+    """Whether the bundle carries both the reference inputs and the source model's answers to them
+    (read from the manifest: nothing is loaded)."""
+    return has_reference(bundle) and REFERENCE_OUTPUTS in bundle.manifest.artifacts
+
+
 def reference_feeds(bundle: Bundle) -> Feeds:
     """The graph's feeds for the bundle's reference inputs; BundleError when it carries none."""
     if bundle.manifest.task == "text-generation":

@@ -8,3 +8,16 @@ need_qemu() {
     "${sudo[@]}" apt-get update -qq
     "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq qemu-user-static >/dev/null
 }
+
+# parity_bundles DIR: at DIR, tests/aarch64/build.py's tiny bundles and this machine's answers to
+# them. With REELRT_PARITY_BUNDLES set (CI), they are built there once and DIR links to them, so
+# the x86 and aarch64 runs read one set.
+parity_bundles() {
+    local built=${REELRT_PARITY_BUNDLES:-$1}
+    if [ ! -d "$built" ]; then  # build.py renames its finished folder into place: present means whole
+        step "exporting bundles and recording this machine's answers"
+        REELRT_CACHE_DIR=$built.cache .venv/bin/python tests/aarch64/build.py "$built" >"$built.log" 2>&1 \
+            || { cat "$built.log"; exit 1; }
+    fi
+    [ "$built" = "$1" ] || ln -sfn "$built" "$1"
+}

@@ -154,7 +154,7 @@ def test_compile_never_picks_a_fast_build_outside_the_budget(digits, tmp_path, m
 
     real_opener = compile_module.opener
     monkeypatch.setattr(compile_module, "opener", lambda name: (lambda *a: Wrong()) if name == "wrong" else real_opener(name))
-    monkeypatch.setattr(compile_module, "cpu_candidates", lambda m: [compile_module.Candidate("onnxruntime", "f32"),
+    monkeypatch.setattr(compile_module, "cpu_candidates", lambda b: [compile_module.Candidate("onnxruntime", "f32"),
                                                                      compile_module.Candidate("wrong", "f32")])
     out = compile_cpu(fp32, out=tmp_path / "c", seconds=0.1, verbose=False)
     target = open_bundle(out).manifest.target
@@ -197,6 +197,24 @@ def test_compile_skips_a_build_that_is_wrong_on_this_cpu(digits, tmp_path, monke
     with pytest.raises(ValidationError, match="no build of this bundle answers within tolerance"):
         compile_cpu(int8, out=tmp_path / "d", seconds=0.1, verbose=False)
     assert not (tmp_path / "d").exists()
+
+
+def test_graphs_with_qdq_pairs_are_found_by_their_nodes(digits, tmp_path):
+    """Compile offers Q/DQ in float to any graph holding DequantizeLinear, whoever quantized it."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    from reelrt.runtime.compile import has_qdq
+    _, fp32, int8, *_ = digits
+    assert has_qdq(int8 / open_bundle(int8).manifest.model)
+    assert not has_qdq(fp32 / open_bundle(fp32).manifest.model)
+    scale, zero = helper.make_tensor("s", TensorProto.FLOAT, [], [0.1]), helper.make_tensor("z", TensorProto.UINT8, [], [0])
+    graph = helper.make_graph([helper.make_node("QuantizeLinear", ["x", "s", "z"], ["q"]),
+                               helper.make_node("DequantizeLinear", ["q", "s", "z"], ["y"])], "elsewhere",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2])], [scale, zero])
+    onnx.save(helper.make_model(graph), tmp_path / "qdq.onnx")
+    assert has_qdq(tmp_path / "qdq.onnx")
 
 
 def test_openvino_choice_is_used_and_falls_back_when_missing(digits, tmp_path, monkeypatch):

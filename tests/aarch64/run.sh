@@ -67,9 +67,7 @@ step "installing this checkout's reelrt"
 git ls-files -z --cached --others --exclude-standard \
     | xargs -0 sh -c 'for f; do [ -e "$f" ] && printf "%s\0" "$f"; done' - | xargs -0 cp --parents -t "$RUN/src"
 .venv/bin/pip install -q --disable-pip-version-check --no-deps --no-build-isolation --target "$RUN/reelrt" "$RUN/src"
-step "exporting tiny bundles and recording the x86 answers"
-REELRT_CACHE_DIR=$RUN/cache .venv/bin/python tests/aarch64/build.py "$RUN/bundles" >"$RUN/build.log" 2>&1 \
-    || { cat "$RUN/build.log"; exit 1; }
+parity_bundles "$RUN/bundles"
 
 # ONNX Runtime reads /proc/cpuinfo to pick its kernels, and under qemu-user that is the host's
 # x86 one, on which `import onnxruntime` crashes: in a private mount namespace /proc/cpuinfo is

@@ -17,9 +17,7 @@ step() { echo "== x86 AVX2: $*"; }
 source tests/qemu.sh
 need_qemu qemu-x86_64-static
 rm -rf "$RUN" && mkdir -p "$RUN"
-step "exporting bundles and recording this machine's answers"
-REELRT_CACHE_DIR=$RUN/cache .venv/bin/python tests/aarch64/build.py "$RUN/bundles" >"$RUN/build.log" 2>&1 \
-    || { cat "$RUN/build.log"; exit 1; }
+parity_bundles "$RUN/bundles"
 step "parity check on $CPU (emulated)"
 [ $# -gt 0 ] || set -- tests/x86/check_parity.py
 REELRT_TEST_BUNDLES=$RUN/bundles REELRT_CACHE_DIR=$RUN/cache-emulated \
